@@ -1,0 +1,5 @@
+import sys
+
+from abcgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The ``abcgen`` command line.
+
+    abcgen data build --source music21:all --out corpus/
+    abcgen tokenizer build --base MODEL_OR_PATH --data corpus/ --out tokenizer/
+    abcgen check TUNE.abc          # normalise, lex and bar-check tunes; non-zero exit on a broken tune
+
+Every command logs to stderr and exits with status 2 on bad input, with the reason on one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from abcgen.errors import AbcgenError
+
+log = logging.getLogger("abcgen")
+
+
+def _shifts(text: str) -> tuple[int, ...]:
+    """``"-2,2"`` -> (-2, 2); ``"all"`` -> every shift -5..6 except 0."""
+    if text == "all":
+        return tuple(s for s in range(-5, 7) if s)
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--transpose-augment {text!r}: give semitones like -2,2 or 'all'") from exc
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from abcgen.corpus.build import BuildConfig, build_corpus, format_report
+
+    config = BuildConfig(
+        sources=args.source,
+        out=args.out,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        split_seed=args.split_seed,
+        remi=args.remi,
+        transpose_augment=args.transpose_augment,
+        bar_check=args.bar_check,
+        workers=args.workers,
+        min_label_count=args.min_label_count,
+    )
+    report = build_corpus(config, progress=not args.quiet)
+    print(format_report(report))
+    print(f"corpus written to {config.out} (report: {config.out / 'report.json'})")
+    return 0
+
+
+def _tokenizer_build(args: argparse.Namespace) -> int:
+    from abcgen.tokenization.build import tokenizer_build_command
+
+    report = tokenizer_build_command(
+        args.base, args.data, args.out, units_spec=args.units, allow_round_trip_failures=args.allow_round_trip_failures
+    )
+    rows = [(split, report[split]) for split in ("train", "validation", "test") if split in report]
+    print(f"{'split':<11} {'tunes':>6} {'music tok/tune':>15} {'base tok/tune':>14} {'round-trip fails':>17}")
+    for split, r in rows:
+        print(f"{split:<11} {r['num_tunes']:>6} {r['music']['mean']:>15.1f} {r['base']['mean']:>14.1f} "
+              f"{r['num_round_trip_failures']:>17}")
+    print(f"tokenizer written to {args.out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from abcgen.notation.bars import check_bars
+    from abcgen.notation.structure import repeat_problems
+    from abcgen.notation.tune import normalise_tune, split_tunes
+
+    bad = 0
+    results = []
+    for path in args.files:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        for raw in split_tunes(text):
+            entry = {"file": path, "tune_index": raw.index, "x": raw.x, "problems": []}
+            try:
+                tune = normalise_tune(raw.text)
+                events = tune.events()
+                report = check_bars(events, tune.unit_length, tune.meter)
+                entry["problems"] = [str(p) for p in report.problems] + repeat_problems(events)
+                entry["num_bars"] = report.num_bars
+            except AbcgenError as exc:
+                entry["problems"] = [str(exc)]
+            bad += bool(entry["problems"])
+            results.append(entry)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for entry in results:
+            status = "ok" if not entry["problems"] else "; ".join(entry["problems"])
+            print(f"{entry['file']} tune {entry['tune_index']} (X:{entry['x']}): {status}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="abcgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="corpus commands").add_subparsers(dest="action", required=True)
+    build = data.add_parser("build", help="build a corpus (DatasetDict + report.json + control_vocabulary.json)")
+    build.add_argument("--source", nargs="+", required=True,
+                       help="files, folders or music21:NAME (essenFolksong, oneills1850, airdsAirs, ryansMammoth, "
+                            "miscFolk, bach, all)")
+    build.add_argument("--out", type=Path, required=True, help="output folder")
+    build.add_argument("--validation-fraction", type=float, default=0.05)
+    build.add_argument("--test-fraction", type=float, default=0.05)
+    build.add_argument("--split-seed", type=int, default=0, help="salt of the deterministic split hash")
+    build.add_argument("--remi", action="store_true", help="also write REMI token text (needs abc2midi)")
+    build.add_argument("--transpose-augment", type=_shifts, default=(),
+                       help="semitone shifts added to train only, e.g. -2,2 or 'all'")
+    build.add_argument("--bar-check", choices=("reject", "flag", "off"), default="reject",
+                       help="reject tunes with bar-length problems (default), keep and count them, or skip the check")
+    build.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+    build.add_argument("--min-label-count", type=int, default=5, help="rarer condition values become 'other'")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_data_build)
+
+    tok = commands.add_parser("tokenizer", help="tokenizer commands").add_subparsers(dest="action", required=True)
+    tbuild = tok.add_parser("build", help="extend a Hugging Face tokenizer with music and control tokens")
+    tbuild.add_argument("--base", required=True, help="hub id or folder of the base tokenizer")
+    tbuild.add_argument("--data", type=Path, required=True, help="corpus folder from 'abcgen data build'")
+    tbuild.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
+    tbuild.add_argument("--units", default=None,
+                        help="unit spec: omit to count units on the corpus, 'shipped' for tokenizers/abc_units.json, "
+                             "or a spec file")
+    tbuild.add_argument("--allow-round-trip-failures", action="store_true",
+                        help="write the tokenizer even if some tunes do not decode back exactly")
+    tbuild.set_defaults(func=_tokenizer_build)
+
+    check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
+    check.add_argument("files", nargs="+")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except AbcgenError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
