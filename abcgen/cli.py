@@ -1,6 +1,7 @@
 """The ``abcgen`` command line.
 
     abcgen data build --source music21:all --out corpus/
+    abcgen tokenizer train-base --data corpus/ --out base-tokenizer/   # offline: a byte-level BPE base
     abcgen tokenizer build --base MODEL_OR_PATH --data corpus/ --out tokenizer/
     abcgen check TUNE.abc          # normalise, lex and bar-check tunes; non-zero exit on a broken tune
 
@@ -63,6 +64,14 @@ def _tokenizer_build(args: argparse.Namespace) -> int:
         print(f"{split:<11} {r['num_tunes']:>6} {r['music']['mean']:>15.1f} {r['base']['mean']:>14.1f} "
               f"{r['num_round_trip_failures']:>17}")
     print(f"tokenizer written to {args.out}")
+    return 0
+
+
+def _tokenizer_train_base(args: argparse.Namespace) -> int:
+    from abcgen.tokenization.base_bpe import train_base_from_corpus
+
+    tokenizer = train_base_from_corpus(args.data, args.out, vocab_size=args.vocab_size)
+    print(f"byte-level BPE base tokenizer of {len(tokenizer)} tokens written to {args.out}")
     return 0
 
 
@@ -131,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     tbuild.add_argument("--allow-round-trip-failures", action="store_true",
                         help="write the tokenizer even if some tunes do not decode back exactly")
     tbuild.set_defaults(func=_tokenizer_build)
+
+    tbase = tok.add_parser("train-base", help="train a byte-level BPE base tokenizer on a corpus (offline runs, "
+                                              "models trained from scratch)")
+    tbase.add_argument("--data", type=Path, required=True, help="corpus folder from 'abcgen data build'")
+    tbase.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
+    tbase.add_argument("--vocab-size", type=int, default=2048)
+    tbase.set_defaults(func=_tokenizer_train_base)
 
     check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
     check.add_argument("files", nargs="+")

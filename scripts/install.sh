@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install abcgen and everything its tests and commands need, on a fresh Debian machine with Python 3.11.
+# Idempotent: a second run only checks. Creates .venv/ in the repository (override with ABCGEN_VENV).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${ABCGEN_VENV:-.venv}"
+
+# System tools: abc2midi (abcmidi) is the strict ABC checker and ABC -> MIDI converter.
+if ! command -v abc2midi >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq abcmidi >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip >/dev/null
+# torch first, pinned: an unpinned torch pulled in by transformers/peft would be a multi-GB CUDA build.
+"$PY" -m pip install -q "torch==2.13.0"
+"$PY" -m pip install -q -e ".[dev]"
+echo "abcgen installed in $VENV ($("$PY" -c 'import abcgen, torch; print("abcgen", abcgen.__version__, "torch", torch.__version__)'))"

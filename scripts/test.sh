@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: install (idempotent), lint, run the whole suite on CPU, offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+VENV="${ABCGEN_VENV:-.venv}"
+# One thread per process: with two cores, a busy second core makes 2-thread torch ~40x slower.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+"$VENV/bin/ruff" check .
+"$VENV/bin/python" -m pytest "$@"
