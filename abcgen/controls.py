@@ -93,6 +93,7 @@ class ControlVocabulary:
         return "".join(parts) + "\n"
 
     def save(self, folder: str | Path) -> Path:
+        """Write ``control_vocabulary.json`` into ``folder``; returns its path."""
         path = Path(folder) / FILENAME
         payload = {"schema_version": SCHEMA_VERSION, "min_count": self.min_count, "values": self.values,
                    "combinations": self.combinations}
@@ -101,6 +102,7 @@ class ControlVocabulary:
 
     @classmethod
     def load(cls, folder_or_file: str | Path) -> ControlVocabulary:
+        """Read a vocabulary from a folder (corpus, tokenizer or model) or the file itself."""
         path = Path(folder_or_file)
         if path.is_dir():
             path = path / FILENAME

@@ -5,13 +5,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import music21  # noqa: E402 -- a dependency: a missing install must fail, not skip
 import pytest
 
 from abcgen.errors import ConversionError
 from abcgen.notation.musicxml import abc_to_musicxml, clean_xml2abc_output, musicxml_to_abc
 from abcgen.notation.voices import split_bars, split_voices
-
-music21 = pytest.importorskip("music21")
 
 SAMPLE_SIZE = 10
 

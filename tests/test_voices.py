@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import music21  # noqa: E402 -- a dependency: a missing install must fail, not skip
 import pytest
 
 from abcgen.errors import AbcParseError
@@ -18,8 +19,6 @@ from abcgen.notation.voices import (
     strip_abc_comment,
     voice_bar_durations,
 )
-
-music21 = pytest.importorskip("music21")
 
 TWO_VOICES = (
     "X:1\nT:Two\nL:1/8\nM:3/4\nV:1 treble\nV:2 bass\nK:G\n"

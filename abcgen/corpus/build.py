@@ -20,6 +20,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -43,11 +44,19 @@ REPORT_FILE = "report.json"
 SCHEMA_VERSION = 1
 SPLITS = ("train", "validation", "test")
 BAR_POLICIES = ("reject", "flag", "off")
+INT_COLUMNS = ("tune_index", "num_bars", "tempo_bpm", "num_voices", "bar_problems", "transposition")
 COLUMNS = (
     "abc", "remi", "source", "file", "tune_index", "title", "key", "meter", "unit_length", "rhythm",
     "origin", "composer", "form", "num_bars", "tempo", "tempo_bpm", "num_voices", "bar_problems",
     "transposition", "fingerprint",
 )
+
+
+def corpus_features():  # noqa: ANN201 - datasets.Features, imported lazily
+    """One explicit schema for every split, so an empty split saves and loads like a full one."""
+    from datasets import Features, Value
+
+    return Features({name: Value("int64" if name in INT_COLUMNS else "string") for name in COLUMNS})
 
 
 @dataclass
@@ -129,6 +138,8 @@ def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | Non
     """The corpus row of a normalised tune, or ``(None, reason)`` when it is broken."""
     events = tune.events()
     report = check_bars(events, tune.unit_length, tune.meter)
+    if not any(b.has_notes for b in report.bars):
+        return None, "no music: the body has no notes"
     if is_truncated(events, report.bars):
         return None, "truncated: the body stops inside a bar without a final bar line"
     repeats = repeat_problems(events)
@@ -137,8 +148,6 @@ def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | Non
     if report.problems and bar_check == "reject":
         extra = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         return None, f"bar length: {report.problems[0]}{extra}"
-    if report.num_bars == 0:
-        return None, "no music: the body has no notes"
     labels = header_labels(tune, default_origin=job.default_origin)
     if job.composer and not labels["composer"]:
         labels["composer"] = job.composer
@@ -159,17 +168,22 @@ def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | Non
     return row, ""
 
 
+_TITLE_RE = re.compile(r"^T:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+
+
 def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
     """Worker: everything that happens to one tune. Never raises for bad input."""
     index, job, config = args
+    text = job.text
     try:
-        text = job.text if job.text is not None else _score_to_abc(Path(job.file))
+        if text is None:
+            text = _score_to_abc(Path(job.file))
         tune = normalise_tune(text)
         row, reason = tune_row(tune, job, config.bar_check)
-    except AbcgenError as exc:
-        return Outcome(index, reason=str(exc))
-    except Exception as exc:  # a converter's own bug on odd input: report it, keep building
-        return Outcome(index, reason=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # AbcgenError for bad input; anything else is a converter's bug: report it
+        title = _TITLE_RE.search(text[:4096]) if text else None
+        message = str(exc) if isinstance(exc, AbcgenError) else f"{type(exc).__name__}: {exc}"
+        return Outcome(index, reason=message, title=title.group(1) if title else "")
     if row is None:
         return Outcome(index, reason=reason, title=tune.title)
     outcome = Outcome(index, row=row, title=tune.title)
@@ -218,8 +232,12 @@ def collect_jobs(files: list[SourceFile]) -> tuple[list[Job], list[dict[str, str
 
 def build_corpus(config: BuildConfig, *, progress: bool = True) -> dict[str, Any]:
     """Build the corpus described by ``config`` into ``config.out`` and return the report."""
+    import datasets
     from datasets import Dataset, DatasetDict
     from tqdm.auto import tqdm
+
+    if not progress:
+        datasets.disable_progress_bars()
 
     started = time.perf_counter()
     files = resolve_sources(config.sources)
@@ -266,12 +284,14 @@ def build_corpus(config: BuildConfig, *, progress: bool = True) -> dict[str, Any
             remi_errors.append({**where, "reason": outcome.remi_error})
 
     config.out.mkdir(parents=True, exist_ok=True)
-    empty = {name: [] for name in COLUMNS}
+    features = corpus_features()
     dataset = DatasetDict({
-        name: Dataset.from_list(split_rows) if split_rows else Dataset.from_dict(empty)
+        name: Dataset.from_list(split_rows, features=features) if split_rows
+        else Dataset.from_dict({name: [] for name in COLUMNS}, features=features)
         for name, split_rows in rows.items()
     })
-    dataset.save_to_disk(str(config.out))
+    # One shard per split: an empty split saved with datasets' default (0 shards) cannot be loaded back.
+    dataset.save_to_disk(str(config.out), num_shards=dict.fromkeys(dataset, 1))
     vocabulary = ControlVocabulary.from_rows(rows["train"], min_count=config.min_label_count)
     vocabulary.save(config.out)
 

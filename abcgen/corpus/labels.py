@@ -8,6 +8,7 @@ stripped of trailing punctuation; rhythms are mapped to a closed list where a sy
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 
 from abcgen.notation.tune import Tune
@@ -34,11 +35,17 @@ _TEMPO_WORDS = {
 }
 
 
+def ascii_fold(text: str) -> str:
+    """``'Österreich'`` -> ``'Osterreich'``: control values become tokens, and byte-level tokenizers do not
+    decode non-ASCII added tokens back to the same text."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
 def clean_text(value: str | None) -> str:
-    """Lower-case, strip quotes, brackets and trailing full stops: ``'Reel.'`` -> ``'reel'``."""
+    """Lower-case, ASCII-fold, strip quotes, brackets and trailing full stops: ``'Reel.'`` -> ``'reel'``."""
     if not value:
         return ""
-    text = re.sub(r"[\"\[\]{}]", "", value).strip().lower()
+    text = re.sub(r"[\"\[\]{}]", "", ascii_fold(value)).strip().lower()
     return re.sub(r"[\s.;:,!]+$", "", text)
 
 

@@ -74,7 +74,7 @@ class BarReport:
     def num_bars(self) -> int:
         """Bars with music, not counting a leading pickup."""
         counted = [b for b in self.bars if b.has_notes]
-        if counted and counted[0].meter and counted[0].duration < counted[0].meter and counted[0].index == 1:
+        if counted and counted[0].meter and counted[0].duration < counted[0].meter:
             counted = counted[1:]
         return len(counted)
 
@@ -84,7 +84,10 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
     inline ``[L:1/16]`` halfway through is handled; ``[M:...]`` changes the meter of later bars.
     Only the first voice of an overlay (``&``) counts toward the bar."""
     bars: list[Bar] = []
-    total = Fraction(0)
+    # The running bar length is kept in L: units as an int plus a Fraction remainder: most durations are
+    # whole numbers of L, and Fraction arithmetic per event dominated the data pipeline's profile.
+    whole_units = 0
+    frac_units: Fraction | int = 0  # stays an int (cheap) until a fractional duration arrives
     has_notes = multi_rest = overlay = False
     opening = ""
     ending = ""
@@ -93,8 +96,9 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
     bar_meter = meter
 
     def close(closing: str, at: Event | None) -> None:
-        nonlocal total, has_notes, multi_rest, overlay, first, ending, section_start
+        nonlocal whole_units, frac_units, has_notes, multi_rest, overlay, first, ending, section_start
         anchor = first or at
+        total = (frac_units + whole_units) * unit_length
         bars.append(
             Bar(
                 index=len(bars) + 1,
@@ -110,7 +114,7 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
                 section_start=section_start,
             )
         )
-        total = Fraction(0)
+        whole_units = frac_units = 0
         has_notes = multi_rest = overlay = section_start = False
         ending = ""
         first = None
@@ -129,8 +133,11 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
             continue
         if kind in (ev.FIELD, ev.VOICE) and event.field:
             letter, value = event.field
-            if letter == "L":
-                unit_length = parse_fraction(value) or unit_length
+            if letter == "L" and (new_length := parse_fraction(value)) and new_length != unit_length:
+                # Fold what the bar holds so far into the new unit before switching.
+                frac_units = (frac_units + whole_units) * unit_length / new_length
+                whole_units = 0
+                unit_length = new_length
             elif letter == "M":
                 meter = bar_meter = parse_fraction(value)
             elif letter == "P":
@@ -139,11 +146,15 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
         if kind == ev.OVERLAY:
             overlay = True
             continue
-        if event.duration is not None and not overlay:
+        duration = event.duration
+        if duration is not None and not overlay:
             if first is None:
                 first = event
             has_notes = True
-            total += event.duration * unit_length
+            if duration.denominator == 1:
+                whole_units += duration.numerator
+            else:
+                frac_units += duration
             if kind == ev.REST and event.text[:1] in "ZX":
                 multi_rest = True
     if has_notes or not bars:
@@ -215,7 +226,8 @@ def events_by_voice(events: list[Event]) -> dict[str, list[Event]]:
             continue
         voices.setdefault(current, []).append(event)
     # A body that starts with "V:1" leaves an empty default voice behind only if nothing preceded it.
-    return {k: v for k, v in voices.items() if v or len(voices) == 1}
+    kept = {k: v for k, v in voices.items() if v or len(voices) == 1}
+    return kept or {"1": []}
 
 
 def check_bars(events: list[Event], unit_length: Fraction, meter: Fraction | None) -> BarReport:

@@ -9,6 +9,7 @@ training data. Durations are ``Fraction`` values in units of the ``L:`` in force
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from fractions import Fraction
 
@@ -31,6 +32,7 @@ _DECORATION_CHARS = frozenset("~.HLMOPSTuvJR")
 _OCTAVE_UP = "'"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_duration(text: str) -> Fraction:
     """``""`` -> 1, ``"2"`` -> 2, ``"/"`` -> 1/2, ``"//"`` -> 1/4, ``"3/2"`` -> 3/2, ``"3/"`` -> 3/2."""
     if not text:
@@ -69,6 +71,7 @@ def default_unit_length(meter: Fraction | None) -> Fraction:
     return Fraction(1, 16) if meter is not None and meter < Fraction(3, 4) else Fraction(1, 8)
 
 
+@functools.lru_cache(maxsize=4096)
 def _pitch(accidental: str, letter: str, octave_marks: str) -> Pitch:
     octave = (1 if letter.islower() else 0) + octave_marks.count(_OCTAVE_UP) - octave_marks.count(",")
     return Pitch(letter=letter.upper(), accidental=accidental, octave=octave)
@@ -145,10 +148,11 @@ def lex_body(
             line_start = pos
             continue
         if ch in " \t\r":
-            end = pos
+            end = pos + 1
             while end < n and body[end] in " \t\r":
                 end += 1
-            emit(ev.SPACE, end)
+            out.append(Event(ev.SPACE, body[pos:end], pos, line, pos - line_start + 1))
+            pos = end
             continue
         if at_line_start and (m := _LINE_FIELD_RE.match(body, pos)) and body[pos] != "|":
             letter = m.group(1)
@@ -160,6 +164,18 @@ def lex_body(
                 elif letter == "M":
                     meter = parsed
             emit(ev.VOICE if letter == "V" else ev.FIELD, m.end(), field=(letter, value.strip()))
+            continue
+        if m := _NOTE_RE.match(body, pos):
+            acc, letter, marks, dur_text = m.groups()
+            written = parse_duration(dur_text)
+            if pending_broken is None and not tuplet_left:
+                # Fast path (most notes): no rhythm modifier pending.
+                end = m.end()
+                out.append(Event(ev.NOTE, body[pos:end], pos, line, pos - line_start + 1, written, written,
+                                 _pitch(acc, letter, marks)))
+                pos = end
+            else:
+                timed(ev.NOTE, m.end(), written, pitch=_pitch(acc, letter, marks))
             continue
         if ch == "%":
             end = body.find("\n", pos)
@@ -271,10 +287,6 @@ def lex_body(
             out[idx] = dataclasses.replace(prev, duration=prev.duration * first)  # type: ignore[operator]
             pending_broken = second
             emit(ev.BROKEN, end)
-            continue
-        if m := _NOTE_RE.match(body, pos):
-            pitch = _pitch(m.group(1), m.group(2), m.group(3))
-            timed(ev.NOTE, m.end(), parse_duration(m.group(4)), pitch=pitch)
             continue
         if m := _REST_RE.match(body, pos):
             timed(ev.REST, m.end(), parse_duration(m.group(2)))

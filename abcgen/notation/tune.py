@@ -55,6 +55,8 @@ class Tune:
     body: str
     name: str | None = None  # "X:<n> <title>" for messages
     dropped: list[str] = field(default_factory=list)  # what normalisation removed, for reports
+    # Lexed body, cached: normalisation already lexes it, and lexing dominates the data pipeline's time.
+    _events: list[ev.Event] | None = field(default=None, repr=False, compare=False)
 
     def get(self, letter: str, default: str | None = None) -> str | None:
         for key, value in self.fields:
@@ -86,8 +88,10 @@ class Tune:
         return parse_key(self.get("K") or "", tune=self.name)
 
     def events(self) -> list[ev.Event]:
-        """The body lexed with the header's ``L:`` and ``M:``."""
-        return lex_body(self.body, self.unit_length, self.meter, tune=self.name)
+        """The body lexed with the header's ``L:`` and ``M:`` (cached; do not mutate the list)."""
+        if self._events is None:
+            self._events = lex_body(self.body, self.unit_length, self.meter, tune=self.name)
+        return self._events
 
     def to_abc(self) -> str:
         header = "\n".join(f"{key}:{value}" for key, value in self.fields)
@@ -172,8 +176,11 @@ def _looks_like_prose(line: str) -> bool:
     return len(foreign) >= 2 and len(re.findall(r"[A-Za-z]{4,}", outside)) >= 1
 
 
-def normalise_body(body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None = None) -> tuple[str, list[str]]:
-    """The canonical body text and the list of what was dropped (for reports)."""
+def normalise_body(
+    body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None = None
+) -> tuple[str, list[str], list[ev.Event]]:
+    """The canonical body text, the list of what was dropped (for reports) and the lexed body.
+    Raises ``AbcParseError`` when the body is not ABC music."""
     dropped: list[str] = []
     # Join continuation lines first: "abc \\\n def" is one line of music.
     body = re.sub(r"\\[ \t]*\n", "", body.replace("\r\n", "\n"))
@@ -203,33 +210,44 @@ def normalise_body(body: str, unit_length: Fraction, meter: Fraction | None, *, 
                 continue
         kept.append(line.strip())
     text = "\n".join(kept)
-    return _close_bars_at_line_ends(text, unit_length, meter, name=name), dropped
+    events = lex_body(text, unit_length, meter, tune=name)
+    closed = _close_bars_at_line_ends(text, events, unit_length, meter)
+    if closed != text:
+        events = lex_body(closed, unit_length, meter, tune=name)
+    return closed, dropped, events
 
 
-def _close_bars_at_line_ends(body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None) -> str:
+def _close_bars_at_line_ends(body: str, events: list[ev.Event], unit_length: Fraction, meter: Fraction | None) -> str:
     """Add ``|`` at the end of a line that completes a full bar without writing the bar line."""
     if meter is None or not body:
         return body
-    events = lex_body(body, unit_length, meter, tune=name)
     inserts: list[int] = []
-    bar_total = Fraction(0)
+    # Running bar length in L: units (int part + Fraction part: see bars.split_bars for why).
+    whole, frac = 0, 0  # frac becomes a Fraction only when a fractional duration arrives
     current_l, current_m = unit_length, meter
+    in_overlay = False
     for event in events:
-        if event.kind == ev.FIELD and event.field:
+        kind = event.kind
+        duration = event.duration
+        if duration is not None:
+            if duration.denominator == 1:
+                whole += duration.numerator
+            else:
+                frac += duration
+        elif kind == ev.BAR:
+            whole, frac, in_overlay = 0, 0, False
+        elif kind == ev.FIELD and event.field:
             letter, value = event.field
-            if letter == "L":
-                current_l = parse_fraction(value) or current_l
+            if letter == "L" and (new_l := parse_fraction(value)):
+                frac, whole = (frac + whole) * current_l / new_l, 0
+                current_l = new_l
             elif letter == "M":
                 current_m = parse_fraction(value)
-        elif event.kind == ev.BAR:
-            bar_total = Fraction(0)
-        elif event.kind == ev.OVERLAY:
-            bar_total = Fraction(-(10**6))  # overlays: do not guess
-        elif event.duration is not None:
-            bar_total += event.duration * current_l
-        elif event.kind == ev.NEWLINE and current_m and bar_total == current_m:
+        elif kind == ev.OVERLAY:
+            in_overlay = True  # overlays: do not guess
+        elif kind == ev.NEWLINE and current_m and not in_overlay and (frac + whole) * current_l == current_m:
             inserts.append(event.start)
-            bar_total = Fraction(0)
+            whole = frac = 0
     for offset in reversed(inserts):
         body = body[:offset] + "|" + body[offset:]
     return body
@@ -242,8 +260,7 @@ def normalise_tune(tune: Tune | str, *, name: str | None = None) -> Tune:
         tune = parse_tune(tune, name=name)
     key = tune.key  # raises on an unreadable key
     meter, unit_length = tune.meter, tune.unit_length
-    body, dropped = normalise_body(tune.body, unit_length, meter, name=tune.name)
-    lex_body(body, unit_length, meter, tune=tune.name)  # strict: raises with line/column
+    body, dropped, events = normalise_body(tune.body, unit_length, meter, name=tune.name)
     fields: list[tuple[str, str]] = [("X", "1")]
     for letter in HEADER_ORDER[1:-1]:
         if letter == "L":
@@ -254,7 +271,10 @@ def normalise_tune(tune: Tune | str, *, name: str | None = None) -> Tune:
                 fields.append((letter, value))
     fields.append(("K", format_key(key) if key.tonic else (tune.get("K") or "none")))
     dropped += [f"{k}:{v}" for k, v in tune.fields if k not in HEADER_ORDER]
-    return Tune(fields=fields, body=body, name=tune.name, dropped=tune.dropped + dropped)
+    normalised = Tune(fields=fields, body=body, name=tune.name, dropped=tune.dropped + dropped)
+    if normalised.unit_length == unit_length and normalised.meter == meter:
+        normalised._events = events
+    return normalised
 
 
 def normalise_abc(text: str, *, name: str | None = None) -> str:

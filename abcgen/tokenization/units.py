@@ -13,10 +13,13 @@ tokenizer instead isolates music units in body lines with a pre-tokenizer (see `
 one-character unit still ends up as one base token.
 
 Measured on the embedded corpus (12,747 normalised tunes from music21's oneills1850, ryansMammoth,
-airdsAirs, miscFolk and essenFolksong; see ``tokenizers/abc_units.json`` for the exact numbers):
-the multi-character candidates seen at least ``DEFAULT_MIN_COUNT`` times number a few hundred, and the
-kept units cover most of the body characters that multi-character units cover at all; the long tail
-(rare durations such as ``A15/16``, one-off chord symbols) is left to the base tokenizer.
+airdsAirs, miscFolk and essenFolksong; 2,185,551 body characters; ``tokenizers/abc_units.json``):
+721 distinct multi-character candidates cover 41.6 % of body characters. Keeping those seen at least
+20 times gives 293 units (256 notes, 10 bar lines, 12 chord symbols, 7 rests, 4 inline fields, 2 endings,
+1 tuplet, 1 broken rhythm) covering 41.3 % of body characters and 99.5 % of candidate occurrences;
+``min_count`` 5 would give 442 units for +0.2 points, 100 gives 162 units for -0.9 points. The cap of
+1,024 does not bind on this corpus; it guards against a large or noisy corpus. The rest of the body is
+one-character units (single notes, ``|``, spaces), which the pre-tokenizer isolates.
 """
 
 from __future__ import annotations

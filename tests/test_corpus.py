@@ -1,0 +1,157 @@
+"""The corpus builder on crafted broken input and on real collections: nothing crashes, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from abcgen.controls import ControlVocabulary
+from abcgen.corpus import sources
+from abcgen.corpus.build import BuildConfig, build_corpus, load_corpus, split_of
+from abcgen.corpus.labels import normalise_origin, normalise_rhythm, tempo_bpm
+from abcgen.errors import ConfigError
+from abcgen.notation.transpose import transpose_abc
+from abcgen.notation.tune import normalise_abc
+
+GOOD = [
+    "X:1\nT:Good One\nR:Double Jig.\nM:6/8\nL:1/8\nK:D\n|:A|dAF DFA|d2f e2d|cBA GFE|1 D3 D2:|2 D3 D2||\n",
+    "X:2\nT:Good Two\nR:reel\nM:C\nL:1/8\nK:G\n|:GABc dedB|dedB dedB|c2ec B2dB|c2A2 A2BA:|\n",
+    "X:3\nT:Good Three\nO:Europa, Mitteleuropa, Österreich\nM:3/4\nL:1/4\nK:Am\nA B c|d2 e|c B A|A3|]\n",
+]
+NO_KEY = "X:4\nT:No Key\nM:4/4\nL:1/8\nabcd efga|\n"
+TRUNCATED = "X:5\nT:Cut Off\nM:4/4\nL:1/8\nK:D\nabcd efga|bagf edcB|cdef g"
+UNBALANCED = "X:6\nT:Open Repeat\nM:4/4\nL:1/8\nK:D\n|:abcd efga|bagf edcB|\n|:cdef gabc|bagf edcB:|\n"
+
+
+@pytest.fixture
+def messy_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "good.abc").write_text("\n".join(GOOD), encoding="utf-8")
+    # Latin-1 bytes (not UTF-8) in a title, with a broken tune between two good ones.
+    latin = f"X:10\nT:Schöne Müllerin\nM:2/4\nL:1/8\nK:F\nFA cA|Bd cA|G4|]\n\n{NO_KEY}\n{GOOD[1].replace('X:2', 'X:11').replace('Good Two', 'Latin Reel').replace('GABc', 'GABd')}"
+    (folder / "latin.abc").write_bytes(latin.encode("latin-1"))
+    (folder / "broken.abc").write_text(f"{TRUNCATED}\n\n{UNBALANCED}\n\n{GOOD[2].replace('X:3', 'X:12').replace('A3|]', 'A2 c|]')}",
+                                       encoding="utf-8")
+    (folder / "empty.abc").write_bytes(b"")
+    (folder / "binary.abc").write_bytes(bytes(range(256)) * 8)
+    (folder / "prose.abc").write_text("Nothing here is music.\n", encoding="utf-8")
+    # A transposed copy of a good tune in another file: a duplicate, whatever its key.
+    (folder / "sub" / "dupe.abc").write_text(transpose_abc(normalise_abc(GOOD[0]), 2), encoding="utf-8")
+    # A 10 MB file: a good tune, a tune with a 10 MB line of prose for a body, another good tune.
+    big = ("X:20\nT:Big Good\nM:4/4\nL:1/8\nK:C\nCDEF GABc|c8|]\n\nX:21\nT:Huge\nM:4/4\nL:1/8\nK:C\n"
+           + "lorem ipsum dolor sit amet " * 400_000
+           + "\n\nX:22\nT:Big Good Two\nM:4/4\nL:1/8\nK:C\ncBAG FEDC|C8|]\n")
+    (folder / "big.abc").write_text(big, encoding="utf-8")
+    # A symlink loop: sub/loop -> .. ; the walk must not follow it.
+    os.symlink(folder, folder / "sub" / "loop")
+    (folder / "notes.txt").write_text("not a source suffix", encoding="utf-8")
+    return folder
+
+
+def test_build_rejects_exactly_the_broken_tunes(messy_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    report = build_corpus(BuildConfig(sources=[str(messy_folder)], out=out, workers=1), progress=False)
+    t = report["tunes"]
+    assert t["in"] == t["accepted"] + t["rejected"] + t["duplicates"]
+    reasons = {(Path(r["file"]).name, r["title"] or r["tune_index"]): r["reason"] for r in report["rejected"]}
+    assert any("no K: field" in reason for (name, _), reason in reasons.items() if name == "latin.abc")
+    assert reasons[("broken.abc", "Cut Off")].startswith("truncated")
+    assert reasons[("broken.abc", "Open Repeat")].startswith("unbalanced repeats")
+    assert reasons[("big.abc", "Huge")].startswith("no music")
+    assert t["rejected"] == 4 and t["duplicates"] == 1
+    dupe = report["duplicates"][0]
+    assert dupe["file"].endswith("dupe.abc") and dupe["duplicate_of"]["file"].endswith("good.abc")
+    rejected_files = {Path(f["file"]).name: f["reason"] for f in report["files"]["rejected_files"]}
+    assert rejected_files["empty.abc"] == "empty file" and "binary" in rejected_files["binary.abc"]
+    assert "no tunes" in rejected_files["prose.abc"]
+
+    corpus = load_corpus(out)
+    rows = [row for split in corpus.values() for row in split]
+    titles = {row["title"] for row in rows}
+    # every good tune of every file is kept, including those beside broken ones
+    assert titles == {"Good One", "Good Two", "Good Three", "Schöne Müllerin", "Latin Reel", "Big Good", "Big Good Two"}
+    assert sum(report["splits"].values()) == t["accepted"] == len(rows)
+    one = next(row for row in rows if row["title"] == "Good One")
+    assert (one["rhythm"], one["key"], one["meter"], one["form"], one["num_bars"]) == ("jig", "D major", "6/8", "AA", 5)
+    three = next(row for row in rows if row["title"] == "Good Three")
+    assert three["origin"] == "osterreich"
+    assert one["abc"].startswith("X:1\nT:Good One\nR:Double Jig.\nM:6/8\nL:1/8\nK:D\n")
+    assert (out / "report.json").exists() and json.loads((out / "report.json").read_text())["tunes"] == t
+    assert ControlVocabulary.load(out).values["key"]
+
+
+def test_file_size_limit_is_a_reported_rejection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.abc").write_text(GOOD[0], encoding="utf-8")
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 10)
+    report = build_corpus(BuildConfig(sources=[str(tmp_path / "in")], out=tmp_path / "c", workers=1), progress=False)
+    assert "limit" in report["files"]["rejected_files"][0]["reason"] and report["tunes"]["in"] == 0
+
+
+def test_split_is_deterministic_and_augmentation_is_train_only(tmp_path: Path) -> None:
+    config = dict(sources=["music21:miscFolk"], workers=2, transpose_augment=(-2, 3), validation_fraction=0.1,
+                  test_fraction=0.1)
+    first = build_corpus(BuildConfig(out=tmp_path / "a", **config), progress=False)
+    second = build_corpus(BuildConfig(out=tmp_path / "b", **config), progress=False)
+    assert first["splits"] == second["splits"]
+    a, b = load_corpus(tmp_path / "a"), load_corpus(tmp_path / "b")
+    for split in ("train", "validation", "test"):
+        assert a[split]["fingerprint"] == b[split]["fingerprint"]
+        assert a[split]["abc"] == b[split]["abc"]
+    assert set(a["validation"]["transposition"]) == {0} and set(a["test"]["transposition"]) == {0}
+    assert {-2, 3} <= set(a["train"]["transposition"])
+    # no melody (in any key) sits in two splits
+    train, val, test = (set(a[s]["fingerprint"]) for s in ("train", "validation", "test"))
+    assert not (train & val or train & test or val & test)
+    assert first["tunes"]["augmented"] == sum(1 for x in a["train"]["transposition"] if x)
+
+
+def test_split_of_is_stable() -> None:
+    config = BuildConfig(sources=[], out=Path("unused"))
+    assert [split_of(f"{i:024x}", config) for i in range(5)] == [split_of(f"{i:024x}", config) for i in range(5)]
+    shares = [split_of(f"{i:024x}", config) for i in range(4000)]
+    assert 0.03 < shares.count("test") / 4000 < 0.07
+
+
+def test_bad_config_and_sources_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="music21:NAME"):
+        build_corpus(BuildConfig(sources=[str(tmp_path / "missing")], out=tmp_path / "c"), progress=False)
+    with pytest.raises(ConfigError, match="valid: essenFolksong"):
+        build_corpus(BuildConfig(sources=["music21:nope"], out=tmp_path / "c"), progress=False)
+    with pytest.raises(ConfigError, match="bar_check"):
+        BuildConfig(sources=[], out=tmp_path, bar_check="maybe")
+    with pytest.raises(ConfigError, match="not a corpus folder"):
+        load_corpus(tmp_path)
+
+
+def test_real_collection_with_chorales_and_remi(tmp_path: Path) -> None:
+    # Chorales go MusicXML -> ABC (multi-voice); REMI goes ABC -> abc2midi -> miditok.
+    chorales = sources.resolve_sources(["music21:bach"])[:6]  # sorted by the walk
+    folder = tmp_path / "bach"
+    folder.mkdir()
+    for f in chorales:
+        (folder / f.path.name).write_bytes(f.path.read_bytes())
+    report = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "c", remi=True, workers=1,
+                                      validation_fraction=0.0, test_fraction=0.0), progress=False)
+    assert report["tunes"]["in"] == 6 and report["tunes"]["accepted"] >= 5
+    rows = list(load_corpus(tmp_path / "c")["train"])
+    assert all(row["num_voices"] >= 4 and row["remi"].startswith("Bar_None") for row in rows)
+    assert all("\nV:1\n" in row["abc"] for row in rows)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("Double Jig.", "jig"), ("REEL", "reel"), ("Slip-jig", "slip jig"), ("Hornpipe; then reel", "hornpipe"),
+    ("Wuge, Shuichuan qu. Xin minge]", "wuge"), ("", ""),
+])
+def test_rhythm_labels(value: str, expected: str) -> None:
+    assert normalise_rhythm(value) == expected
+
+
+def test_origin_and_tempo_labels() -> None:
+    assert normalise_origin("Europa, Mitteleuropa, Deutschland") == "deutschland"
+    assert normalise_origin("China, Shaanxi, Zizhou") == "china"
+    assert tempo_bpm("1/4=120") == 120 and tempo_bpm("3/8=80") == 120 and tempo_bpm("") == 0
