@@ -61,8 +61,11 @@ def repeat_problems(events: list[Event]) -> list[str]:
 
 
 def is_truncated(events: list[Event], bars: list[Bar]) -> bool:
-    """True when the body stops inside a bar: no final bar line, and the last bar is short without
-    completing the pickup (first + last == meter is a complete tune)."""
+    """True when the body seems cut off inside a bar: it has no final bar line, and its last bar is short
+    by a fraction of a beat (not a whole number of the meter's beats) without completing the pickup.
+
+    Collections such as Essen end tunes on a phrase without writing the final bar line; their last bar is
+    short by whole beats and is accepted. Text cut at a length limit stops at an arbitrary note."""
     music = [b for b in bars if b.has_notes]
     if not music:
         return True
@@ -72,7 +75,12 @@ def is_truncated(events: list[Event], bars: list[Bar]) -> bool:
     last, first = music[-1], music[0]
     if last.meter is None or last.duration >= last.meter:
         return False
-    return len(music) < 2 or first.duration + last.duration != last.meter
+    if len(music) >= 2 and first.duration + last.duration == last.meter:
+        return False
+    # The meter is a reduced fraction (6/8 is stored as 3/4), so the beat is a quarter unless the meter
+    # itself is in eighths or smaller (3/8, 9/8, 5/8).
+    beat = Fraction(1, last.meter.denominator) if last.meter.denominator >= 8 else Fraction(1, 4)
+    return (last.duration / beat).denominator != 1
 
 
 def derive_form(events: list[Event], part_field: str | None = None) -> str:
