@@ -155,3 +155,22 @@ def test_origin_and_tempo_labels() -> None:
     assert normalise_origin("Europa, Mitteleuropa, Deutschland") == "deutschland"
     assert normalise_origin("China, Shaanxi, Zizhou") == "china"
     assert tempo_bpm("1/4=120") == 120 and tempo_bpm("3/8=80") == 120 and tempo_bpm("") == 0
+
+
+def test_midi_and_kern_sources_become_abc(tmp_path: Path) -> None:
+    from abcgen.notation.remi import abc_to_midi
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    abc_to_midi("X:1\nT:Mid\nM:6/8\nL:1/8\nK:G\n|:GAB cde|d2B G3|GAB cde|d3 d3:|\n", folder / "tune.mid")
+    kern = next(f.path for f in sources._walk(sources.music21_corpus_dir() / "bach", "x") if f.path.suffix == ".krn")
+    (folder / kern.name).write_bytes(kern.read_bytes())
+    report = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "c", workers=1,
+                                      validation_fraction=0.0, test_fraction=0.0), progress=False)
+    assert report["tunes"]["in"] == 2 and report["tunes"]["accepted"] + report["tunes"]["rejected"] == 2
+    rows = {Path(row["file"]).name: row for row in load_corpus(tmp_path / "c")["train"]}
+    midi_row = rows["tune.mid"]
+    assert midi_row["title"] == "tune" and midi_row["meter"] == "6/8" and midi_row["num_bars"] == 8
+    assert "GAB cde" in midi_row["abc"] and "Music21" not in midi_row["abc"]
+    # the kern chorale is either accepted or rejected with a reason, never lost
+    assert kern.name in rows or any(r["file"].endswith(kern.name) and r["reason"] for r in report["rejected"])

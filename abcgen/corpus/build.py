@@ -128,10 +128,16 @@ def _score_to_abc(path: Path) -> str:
     import music21
 
     score = music21.converter.parse(str(path))
+    # music21 fills missing metadata with "Music21 Fragment" / "Music21": use the file name instead.
+    if score.metadata is None:
+        score.metadata = music21.metadata.Metadata()
+    if not score.metadata.title or score.metadata.title == "Music21 Fragment":
+        score.metadata.title = path.stem
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "score.musicxml"
         score.write("musicxml", fp=str(target))
-        return musicxml_to_abc(target)
+        abc = musicxml_to_abc(target)
+    return re.sub(r"^C:Music21\n", "", abc, flags=re.MULTILINE)
 
 
 def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | None, str]:
