@@ -10,7 +10,7 @@ import pytest
 
 from abcgen.errors import ConversionError
 from abcgen.notation.musicxml import abc_to_musicxml, clean_xml2abc_output, musicxml_to_abc
-from abcgen.notation.voices import split_bars, split_voices
+from abcgen.notation.voices import split_bar_texts, split_voices
 
 SAMPLE_SIZE = 10
 
@@ -60,7 +60,7 @@ def test_satb_chorales_have_four_voices_and_key_last(satb_sample: list[tuple[Pat
 def test_bars_per_voice_match_music21_measures(satb_sample: list[tuple[Path, list[int]]]) -> None:
     for path, measures in satb_sample:
         _, voices = split_voices(musicxml_to_abc(path))
-        assert [len(split_bars(body)) for body in voices.values()] == measures, path.name
+        assert [len(split_bar_texts(body)) for body in voices.values()] == measures, path.name
 
 
 def test_bytes_and_uncompressed_files_give_the_same_abc(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_abc_to_musicxml_round_trip_keeps_bars() -> None:
     again = musicxml_to_abc(xml.encode("utf-8"))
     _, before = split_voices(abc)
     _, after = split_voices(again)
-    assert [len(split_bars(b)) for b in after.values()] == [len(split_bars(b)) for b in before.values()]
+    assert [len(split_bar_texts(b)) for b in after.values()] == [len(split_bar_texts(b)) for b in before.values()]
 
 
 def test_abc_to_musicxml_without_a_tune_raises() -> None:

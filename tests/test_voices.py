@@ -14,7 +14,7 @@ from abcgen.notation.voices import (
     check_voices_in_step,
     deinterleave_voices,
     interleave_voices,
-    split_bars,
+    split_bar_texts,
     split_voices,
     strip_abc_comment,
     voice_bar_durations,
@@ -35,14 +35,14 @@ def chorales() -> dict[str, str]:
 
 
 def test_split_bars_keeps_bar_lines_and_endings() -> None:
-    assert split_bars('|: G2 | A2 "C|G" B2 !x|y! c2 :|1 d6 :|2 [K:D] d4 |]') == [
+    assert split_bar_texts('|: G2 | A2 "C|G" B2 !x|y! c2 :|1 d6 :|2 [K:D] d4 |]') == [
         "|: G2 |",
         'A2 "C|G" B2 !x|y! c2 :|1',
         "d6 :|2",
         "[K:D] d4 |]",
     ]
-    assert split_bars("abc | def") == ["abc |", "def"]
-    assert split_bars("a2 :: b2 || [|c2|]") == ["a2 ::", "b2 ||", "[| c2|]"]
+    assert split_bar_texts("abc | def") == ["abc |", "def"]
+    assert split_bar_texts("a2 :: b2 || [|c2|]") == ["a2 ::", "b2 ||", "[| c2|]"]
 
 
 def test_strip_abc_comment() -> None:
@@ -89,7 +89,7 @@ def test_interleave_round_trip_is_exact_on_chorales(chorales: dict[str, str]) ->
         interleaved = interleave_voices(abc)
         _, voices = split_voices(abc)
         body = [line for line in interleaved.splitlines() if line.startswith("[V:")]
-        assert len(body) == len(split_bars(next(iter(voices.values())))), name
+        assert len(body) == len(split_bar_texts(next(iter(voices.values())))), name
         assert all(line.count("[V:") == len(voices) for line in body), name
         assert deinterleave_voices(interleaved) == abc, name
 

@@ -12,7 +12,7 @@ The ABC we return is *normalised* for language-model training:
 * the header keeps only ``X: T: C: L: M: Q:`` and the ``V:`` definitions, moved *before* ``K:`` so that
   ``K:`` is the last header line (the validity checks downstream expect that; ABC 2.1 allows ``V:`` in
   the header);
-* bars separated by exactly one space (see :func:`abcgen.notation.voices.split_bars`);
+* bars separated by exactly one space (see :func:`abcgen.notation.voices.split_bar_texts`);
 * ``%N`` bar-number comments, other ``%`` comments, ``%%`` directives (``%%score`` is layout only),
   ``I:`` fields and ``w:``/``W:`` lyric lines are removed (lyrics break abctoolkit's multi-voice code and
   carry no musical content for us).
@@ -32,7 +32,7 @@ import zipfile
 from types import SimpleNamespace
 
 from abcgen.errors import ConversionError
-from abcgen.notation.voices import split_bars, strip_abc_comment
+from abcgen.notation.voices import split_bar_texts, strip_abc_comment
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def clean_xml2abc_output(abc: str) -> str:
                 continue  # stray information fields in the body (N:, Z:, ...)
             # One space between bars: xml2abc usually writes "| " but glues "|[M:3/4]" and '||"^text"',
             # and the interleave round trip relies on a single layout.
-            body.append(" ".join(split_bars(line)))
+            body.append(" ".join(split_bar_texts(line)))
             continue
         if line.startswith("K:"):
             key_line = line

@@ -42,7 +42,7 @@ __all__ = [
     "check_voices_in_step",
     "deinterleave_voices",
     "interleave_voices",
-    "split_bars",
+    "split_bar_texts",
     "split_voices",
     "strip_abc_comment",
     "voice_bar_durations",
@@ -83,8 +83,11 @@ def _voice_id(field_value: str) -> str:
     return words[0]
 
 
-def split_bars(text: str) -> list[str]:
-    """Cut one voice's body text into bars, each ending with its bar line (stripped of outer spaces).
+def split_bar_texts(text: str) -> list[str]:
+    """Cut one voice's body text into bar *texts*, each ending with its bar line (stripped of outer spaces).
+
+    Text-level on purpose: it lays out xml2abc output and the interleaved form, and must keep text the
+    strict lexer would reject. For bars with durations use :func:`abcgen.notation.bars.split_bars`.
 
     Quoted strings, ``!decorations!`` and inline fields (``[K:D]``, ``[V:1]``) are skipped so that a
     ``|`` inside them is not taken for a bar line. A piece that holds no music (a left bar line ``|:``,
@@ -215,7 +218,7 @@ def interleave_voices(abc: str) -> str:
     header, voices = split_voices(abc)
     if not voices:
         raise AbcParseError("tune has no body")
-    bars = {voice: split_bars(text) for voice, text in voices.items()}
+    bars = {voice: split_bar_texts(text) for voice, text in voices.items()}
     counts = {voice: len(voice_bars) for voice, voice_bars in bars.items()}
     if len(set(counts.values())) > 1:
         raise AbcParseError(f"voices have different numbers of bars: {counts}")
