@@ -71,6 +71,7 @@ def test_lexer_event_kinds_and_positions() -> None:
     assert any(e.tied for e in events if e.kind == ev.NOTE)
     assert [e.text for e in events if e.kind == ev.BAR] == ["|:", "|1", ":|2", "|]", "|"]
     assert any(e.kind == ev.VOICE and e.field == ("V", "2") for e in events)
+    assert [e for e in lex_body("a2-|a2") if e.kind == ev.NOTE][0].tied  # a tie may cross a bar line
     newline = next(e for e in events if e.kind == ev.NEWLINE)
     voice = next(e for e in events if e.kind == ev.VOICE)
     assert (voice.line, voice.column) == (2, 1) and newline.line == 1
@@ -82,6 +83,7 @@ def test_lexer_event_kinds_and_positions() -> None:
     ('ab "Am cd', "unterminated quoted", 4),
     ("ab !trill cd", "unterminated decoration", 4),
     ("ab>", "broken rhythm at the end", 4),
+    ("ab>|c", "followed by a note in the same bar", 4),
 ])
 def test_lexer_errors_say_what_and_where(body: str, message: str, column: int) -> None:
     with pytest.raises(AbcParseError, match=message) as info:
@@ -142,8 +144,10 @@ def test_default_unit_length_is_made_explicit() -> None:
 
 def test_line_end_closing_a_full_bar_gets_a_bar_line() -> None:
     # Essen writes phrases one per line and leaves out the bar line at the end of a line.
-    tune = normalise_tune(_tune("d2c2 A4 | d4 d4\nA2c2 d4 |", meter="2/4", length="1/16"))
-    assert tune.body == "d2c2 A4 | d4 d4|\nA2c2 d4 |"
+    tune = normalise_tune(_tune("d2c2 A4 | d4 d4\nA2c2 d4 |\nd8\nc8|]", meter="2/4", length="1/16"))
+    assert tune.body == "d2c2 A4 | d4 d4|\nA2c2 d4 |\nd8|\nc8|]"
+    # the events were patched, not re-lexed: they must equal a fresh lex of the new text
+    assert tune.events() == lex_body(tune.body, tune.unit_length, tune.meter, tune=tune.name)
 
 
 # --- keys ------------------------------------------------------------------------------------------------

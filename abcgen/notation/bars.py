@@ -29,7 +29,7 @@ from abcgen.notation.lexer import parse_fraction
 _SECTION_MARKS = (":", "||", "]", "[|")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: creating bars is a hot path of the data pipeline
 class Bar:
     """One bar: its events' total duration in whole notes, the meter in force, and where it is."""
 
@@ -95,10 +95,22 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
     first: Event | None = None
     bar_meter = meter
 
+    # Bar lengths repeat (most bars of a tune are full): cache whole-number lengths per unit length.
+    scaled: dict[int, Fraction] = {}
+    scaled_unit = unit_length
+
     def close(closing: str, at: Event | None) -> None:
         nonlocal whole_units, frac_units, has_notes, multi_rest, overlay, first, ending, section_start
+        nonlocal scaled, scaled_unit
         anchor = first or at
-        total = (frac_units + whole_units) * unit_length
+        if frac_units == 0:
+            if scaled_unit is not unit_length:
+                scaled, scaled_unit = {}, unit_length
+            total = scaled.get(whole_units)
+            if total is None:
+                total = scaled[whole_units] = whole_units * unit_length
+        else:
+            total = (frac_units + whole_units) * unit_length
         bars.append(
             Bar(
                 index=len(bars) + 1,

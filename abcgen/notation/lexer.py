@@ -8,7 +8,6 @@ training data. Durations are ``Fraction`` values in units of the ``L:`` in force
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from fractions import Fraction
@@ -29,6 +28,9 @@ _FIELD_RE = re.compile(r"\[([A-Za-z]):([^\]\n]*)\]")
 _TUPLET_RE = re.compile(r"\((\d+)(?::(\d*))?(?::(\d*))?")
 _LINE_FIELD_RE = re.compile(r"([A-Za-z]):[^\n]*")
 _DECORATION_CHARS = frozenset("~.HLMOPSTuvJR")
+_NOTE_STARTS = frozenset("^_=ABCDEFGabcdefg")
+# Characters that cannot start a field line ("X:"): a line starting with them is music.
+_NOTE_PREFIXES = frozenset("^_=|[({!\"~. \t")
 _OCTAVE_UP = "'"
 
 
@@ -131,30 +133,21 @@ def lex_body(
             tuplet_left -= 1
         emit(kind, end, duration=duration, written_duration=written, **kw)
 
-    def last_timed_index() -> int | None:
+    def last_timed_index(cross_bars: bool = False) -> int | None:
+        """The previous note/rest/chord; a tie may reach back over a bar line, broken rhythm may not."""
         for i in range(len(out) - 1, -1, -1):
             if out[i].kind in ev.TIMED_KINDS:
                 return i
-            if out[i].kind == ev.BAR:
+            if out[i].kind == ev.BAR and not cross_bars:
                 return None
         return None
 
+    note_match = _NOTE_RE.match
+    append = out.append
     while pos < n:
         ch = body[pos]
-        at_line_start = pos == line_start
-        if ch == "\n":
-            emit(ev.NEWLINE, pos + 1)
-            line += 1
-            line_start = pos
-            continue
-        if ch in " \t\r":
-            end = pos + 1
-            while end < n and body[end] in " \t\r":
-                end += 1
-            out.append(Event(ev.SPACE, body[pos:end], pos, line, pos - line_start + 1))
-            pos = end
-            continue
-        if at_line_start and (m := _LINE_FIELD_RE.match(body, pos)) and body[pos] != "|":
+        # Most frequent first: notes, then spaces and bar lines (the dispatch order is most of the cost).
+        if pos == line_start and ch not in _NOTE_PREFIXES and (m := _LINE_FIELD_RE.match(body, pos)):
             letter = m.group(1)
             value = m.group(0)[2:]
             if letter in "LM":
@@ -165,17 +158,29 @@ def lex_body(
                     meter = parsed
             emit(ev.VOICE if letter == "V" else ev.FIELD, m.end(), field=(letter, value.strip()))
             continue
-        if m := _NOTE_RE.match(body, pos):
+        if ch in _NOTE_STARTS and (m := note_match(body, pos)):
             acc, letter, marks, dur_text = m.groups()
             written = parse_duration(dur_text)
             if pending_broken is None and not tuplet_left:
                 # Fast path (most notes): no rhythm modifier pending.
                 end = m.end()
-                out.append(Event(ev.NOTE, body[pos:end], pos, line, pos - line_start + 1, written, written,
-                                 _pitch(acc, letter, marks)))
+                append(Event(ev.NOTE, body[pos:end], pos, line, pos - line_start + 1, written, written,
+                             _pitch(acc, letter, marks)))
                 pos = end
             else:
                 timed(ev.NOTE, m.end(), written, pitch=_pitch(acc, letter, marks))
+            continue
+        if ch == " " or ch == "\t" or ch == "\r":
+            end = pos + 1
+            while end < n and body[end] in " \t\r":
+                end += 1
+            append(Event(ev.SPACE, body[pos:end], pos, line, pos - line_start + 1))
+            pos = end
+            continue
+        if ch == "\n":
+            emit(ev.NEWLINE, pos + 1)
+            line += 1
+            line_start = pos
             continue
         if ch == "%":
             end = body.find("\n", pos)
@@ -247,6 +252,8 @@ def lex_body(
             m = _BAR_RE.match(body, pos)
             if not m or m.end() == pos:
                 raise fail(f"stray {ch!r}", pos)
+            if pending_broken is not None:
+                raise fail("broken rhythm ('>' or '<') must be followed by a note in the same bar", pos)
             emit(ev.BAR, m.end())
             bar_index += 1
             continue
@@ -266,9 +273,9 @@ def lex_body(
             emit(ev.SLUR_CLOSE, pos + 1)
             continue
         if ch == "-":
-            idx = last_timed_index()
+            idx = last_timed_index(cross_bars=True)
             if idx is not None:
-                out[idx] = dataclasses.replace(out[idx], tied=True)
+                out[idx].tied = True
             emit(ev.TIE, pos + 1)
             continue
         if ch in "<>":
@@ -284,7 +291,7 @@ def lex_body(
             long = 2 - short
             first, second = (long, short) if ch == ">" else (short, long)
             prev = out[idx]
-            out[idx] = dataclasses.replace(prev, duration=prev.duration * first)  # type: ignore[operator]
+            prev.duration = prev.duration * first  # type: ignore[operator]
             pending_broken = second
             emit(ev.BROKEN, end)
             continue

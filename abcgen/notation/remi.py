@@ -84,11 +84,13 @@ def _diagnostics(output: str) -> list[str]:
     return [line.strip() for line in output.splitlines() if _DIAGNOSTIC_RE.match(line)]
 
 
-def _run_abc2midi(args: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run abc2midi with ``args``, output captured; it exits 0 even on errors, so the caller reads it."""
+def _run_abc2midi(args: list[str], cwd: str) -> subprocess.CompletedProcess[str]:
+    """Run abc2midi with ``args``, output captured; it exits 0 even on errors, so the caller reads it.
+    ``cwd`` is a scratch folder: abc2midi drops a ``barloc.txt`` into its working directory."""
     try:
         return subprocess.run(
             [_abc2midi_path(), *args],
+            cwd=cwd,
             capture_output=True,
             text=True,
             errors="replace",
@@ -106,12 +108,12 @@ def abc_to_midi(abc: str, out_path: str | os.PathLike[str]) -> list[str]:
     tune it cannot read at all). Errors it recovers from are returned, not raised: abc2midi still writes
     a usable file for most of them.
     """
-    out = Path(out_path)
+    out = Path(out_path).resolve()
     out.unlink(missing_ok=True)  # so that a stale file is not mistaken for abc2midi's output
     with tempfile.TemporaryDirectory(prefix="abcgen-abc2midi-") as tmp:
         source = Path(tmp) / "tune.abc"
         source.write_text(abc if abc.endswith("\n") else abc + "\n", encoding="utf-8")
-        result = _run_abc2midi([str(source), "-o", str(out)])
+        result = _run_abc2midi([str(source), "-o", str(out)], cwd=tmp)
     output = result.stdout + result.stderr
     messages = _diagnostics(output)
     if not out.is_file() or out.stat().st_size == 0:
@@ -132,7 +134,7 @@ def abc2midi_check(abc: str, *, quiet: bool = False) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="abcgen-abc2midi-") as tmp:
         source = Path(tmp) / "tune.abc"
         source.write_text(abc if abc.endswith("\n") else abc + "\n", encoding="utf-8")
-        result = _run_abc2midi([str(source), "-c", *(["-quiet"] if quiet else [])])
+        result = _run_abc2midi([str(source), "-c", *(["-quiet"] if quiet else [])], cwd=tmp)
     return _diagnostics(result.stdout + result.stderr)
 
 

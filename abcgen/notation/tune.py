@@ -28,6 +28,10 @@ from abcgen.notation.lexer import default_unit_length, lex_body, parse_fraction
 _FIELD_LINE_RE = re.compile(r"^([A-Za-z]):\s?(.*)$")
 _X_LINE_RE = re.compile(r"^X:", re.MULTILINE)
 HEADER_ORDER = "XTCORPQMLVK"
+# A body line followed by another that does not end with a bar line: the only case where a bar line may
+# be missing at a line end (checked before the slower scan of _close_bars_at_line_ends).
+_FOREIGN_LETTER_RE = re.compile(r"[IKNQUVWYhijklmnopqrstw]")
+_LINE_WITHOUT_BAR_RE = re.compile(r"[^|\]:\s]\n")
 # Field lines allowed inside a body: they change the music from that point on.
 BODY_FIELDS = frozenset("KMLPVQ")
 
@@ -107,13 +111,16 @@ def split_tunes(text: str) -> list[TuneText]:
     if not starts:
         return [TuneText(text.strip("\n") + "\n", 0, 1)] if re.search(r"^K:", text, re.MULTILINE) else []
     tunes = []
+    line, counted_to = 1, 0  # line numbers counted incrementally: a count from 0 per tune is quadratic
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(text)
         chunk = text[start:end]
         blank = re.search(r"\n[ \t]*\n", chunk)
         if blank:
             chunk = chunk[: blank.start() + 1]
-        tunes.append(TuneText(chunk.rstrip() + "\n", i, text.count("\n", 0, start) + 1))
+        line += text.count("\n", counted_to, start)
+        counted_to = start
+        tunes.append(TuneText(chunk.rstrip() + "\n", i, line))
     return tunes
 
 
@@ -158,6 +165,8 @@ def parse_tune(text: str, *, name: str | None = None) -> Tune:
 
 def _strip_comment(line: str) -> str:
     """Remove a ``%`` comment, ignoring ``%`` inside quoted text and escaped ``\\%``."""
+    if "%" not in line:
+        return line
     in_quote = False
     for i, ch in enumerate(line):
         if ch == '"':
@@ -170,6 +179,8 @@ def _strip_comment(line: str) -> str:
 def _looks_like_prose(line: str) -> bool:
     """A body line of words rather than music (e.g. 'Repeat the second part'): its letters outside
     quotes include ones that are not note, rest or decoration letters."""
+    if not _FOREIGN_LETTER_RE.search(line):
+        return False  # fast path: every letter on the line can be music
     outside = re.sub(r'"[^"]*"|![^!]*!', "", line)
     letters = re.findall(r"[A-Za-z]", outside)
     foreign = [c for c in letters if c not in "ABCDEFGabcdefgzxyZXHLMOPSTuvJR"]
@@ -211,16 +222,35 @@ def normalise_body(
         kept.append(line.strip())
     text = "\n".join(kept)
     events = lex_body(text, unit_length, meter, tune=name)
-    closed = _close_bars_at_line_ends(text, events, unit_length, meter)
-    if closed != text:
-        events = lex_body(closed, unit_length, meter, tune=name)
-    return closed, dropped, events
+    inserts = _missing_line_end_bars(text, events, unit_length, meter)
+    if not inserts:
+        return text, dropped, events
+    # Insert the bar lines into the text and the events together (no second lex): a "|" goes before
+    # each chosen newline, and every later event moves right by the bars inserted before it.
+    pieces: list[str] = []
+    previous = 0
+    for offset in inserts:
+        pieces += [text[previous:offset], "|"]
+        previous = offset
+    closed = "".join(pieces) + text[previous:]
+    insert_at = set(inserts)
+    shifted: list[ev.Event] = []
+    shift = 0
+    for event in events:
+        if event.start in insert_at and event.kind == ev.NEWLINE:
+            shifted.append(ev.Event(ev.BAR, "|", event.start + shift, event.line, event.column))
+            shift += 1
+            event.column += 1
+        event.start += shift
+        shifted.append(event)
+    return closed, dropped, shifted
 
 
-def _close_bars_at_line_ends(body: str, events: list[ev.Event], unit_length: Fraction, meter: Fraction | None) -> str:
-    """Add ``|`` at the end of a line that completes a full bar without writing the bar line."""
-    if meter is None or not body:
-        return body
+def _missing_line_end_bars(body: str, events: list[ev.Event], unit_length: Fraction, meter: Fraction | None) -> list[int]:
+    """Offsets of the newlines that end a line completing a full bar without a bar line (Essen's
+    convention); a ``|`` belongs before each."""
+    if meter is None or not body or not _LINE_WITHOUT_BAR_RE.search(body):
+        return []
     inserts: list[int] = []
     # Running bar length in L: units (int part + Fraction part: see bars.split_bars for why).
     whole, frac = 0, 0  # frac becomes a Fraction only when a fractional duration arrives
@@ -248,9 +278,7 @@ def _close_bars_at_line_ends(body: str, events: list[ev.Event], unit_length: Fra
         elif kind == ev.NEWLINE and current_m and not in_overlay and (frac + whole) * current_l == current_m:
             inserts.append(event.start)
             whole = frac = 0
-    for offset in reversed(inserts):
-        body = body[:offset] + "|" + body[offset:]
-    return body
+    return inserts
 
 
 def normalise_tune(tune: Tune | str, *, name: str | None = None) -> Tune:
