@@ -55,6 +55,10 @@ def test_lexer_durations_of_each_construct() -> None:
     assert _durations("(3abc d") == [Fraction(2, 3)] * 3 + [Fraction(1)]
     assert _durations("(3:2:4abcd") == [Fraction(2, 3)] * 4
     assert _durations("(2ab") == [Fraction(3, 2)] * 2
+    # (9 is 9 in the time of 3 in compound meter (6/8, whose Fraction 3/4 looks simple), else of 2
+    assert _durations("(9abcdefgab", compound=True) == [Fraction(1, 3)] * 9
+    assert _durations("(9abcdefgab") == [Fraction(2, 9)] * 9
+    assert normalise_tune(_tune("(9ABCDEFGAB c3|]", meter="6/8")).events()[1].duration == Fraction(1, 3)
     # chords take the first note's length times the outer multiplier; rests; grace notes take no time
     assert _durations("[CEG]2 [C2E2G2] [CE]/ z3 x/ {ag}a") == [2, 2, Fraction(1, 2), 3, Fraction(1, 2), 1]
     # multi-bar rest: 2 bars of 6/8 in L:1/8 units

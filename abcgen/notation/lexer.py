@@ -79,13 +79,19 @@ def _pitch(accidental: str, letter: str, octave_marks: str) -> Pitch:
     return Pitch(letter=letter.upper(), accidental=accidental, octave=octave)
 
 
-def _tuplet_q(p: int, meter: Fraction | None) -> int:
+def is_compound_meter(text: str | None) -> bool:
+    """6/8, 9/8, 12/8, 9/4 ...: a numerator divisible by 3 and above 3. Read from the *written* meter:
+    the ``Fraction`` of ``6/8`` is ``3/4``, which is simple."""
+    m = re.match(r"\s*(\d+)\s*/", text or "")
+    return bool(m) and int(m.group(1)) % 3 == 0 and int(m.group(1)) > 3
+
+
+def _tuplet_q(p: int, compound: bool) -> int:
     """Default ``q`` of ``(p``: 3 notes in the time of 2, 2 in 3, 4 in 3; 5/7/9 depend on compound meter."""
     if p in (2, 4, 8):
         return 3
     if p in (3, 6):
         return 2
-    compound = meter is not None and meter.numerator % 3 == 0 and meter.numerator > 3
     return 3 if compound else 2
 
 
@@ -95,12 +101,15 @@ def lex_body(
     meter: Fraction | None = Fraction(4, 4),
     *,
     tune: str | None = None,
+    compound: bool = False,
 ) -> list[Event]:
     """Lex a tune body (the text after ``K:``) into events.
 
     ``unit_length`` and ``meter`` are the header's ``L:`` and ``M:``; inline ``[L:...]``/``[M:...]`` and
     body field lines change them from that point on. Multi-bar rests ``Z4`` get a duration of 4 bars
-    in ``L:`` units. Raises ``AbcParseError`` (with line and column) on text that is not ABC music.
+    in ``L:`` units. ``compound`` says whether the header meter is compound (6/8, 9/8: see
+    ``is_compound_meter``), which sets the default of ``(5``, ``(7`` and ``(9`` tuplets. Raises
+    ``AbcParseError`` (with line and column) on text that is not ABC music.
     """
     out: list[Event] = []
     pos = 0
@@ -156,6 +165,7 @@ def lex_body(
                     unit_length = parsed
                 elif letter == "M":
                     meter = parsed
+                    compound = is_compound_meter(value)
             emit(ev.VOICE if letter == "V" else ev.FIELD, m.end(), field=(letter, value.strip()))
             continue
         if ch in _NOTE_STARTS and (m := note_match(body, pos)):
@@ -220,6 +230,7 @@ def lex_body(
                     unit_length = parsed
                 elif letter == "M":
                     meter = parse_fraction(value)
+                    compound = is_compound_meter(value)
                 emit(ev.FIELD, m.end(), field=(letter, value.strip()))
                 continue
             if body.startswith("[|", pos):
@@ -262,7 +273,7 @@ def lex_body(
                 p = int(m.group(1))
                 if p < 2:
                     raise fail(f"tuplet ({p} needs at least 2 notes", pos)
-                q = int(m.group(2)) if m.group(2) else _tuplet_q(p, meter)
+                q = int(m.group(2)) if m.group(2) else _tuplet_q(p, compound)
                 r = int(m.group(3)) if m.group(3) else p
                 tuplet_left, tuplet_ratio = r, Fraction(q, p)
                 emit(ev.TUPLET, m.end(), tuplet=(p, q, r))

@@ -23,7 +23,7 @@ from fractions import Fraction
 from abcgen.errors import AbcParseError
 from abcgen.notation import events as ev
 from abcgen.notation.keys import Key, format_key, parse_key
-from abcgen.notation.lexer import default_unit_length, lex_body, parse_fraction
+from abcgen.notation.lexer import default_unit_length, is_compound_meter, lex_body, parse_fraction
 
 _FIELD_LINE_RE = re.compile(r"^([A-Za-z]):\s?(.*)$")
 _X_LINE_RE = re.compile(r"^X:", re.MULTILINE)
@@ -94,7 +94,8 @@ class Tune:
     def events(self) -> list[ev.Event]:
         """The body lexed with the header's ``L:`` and ``M:`` (cached; do not mutate the list)."""
         if self._events is None:
-            self._events = lex_body(self.body, self.unit_length, self.meter, tune=self.name)
+            self._events = lex_body(self.body, self.unit_length, self.meter, tune=self.name,
+                                    compound=is_compound_meter(self.get("M")))
         return self._events
 
     def to_abc(self) -> str:
@@ -188,7 +189,7 @@ def _looks_like_prose(line: str) -> bool:
 
 
 def normalise_body(
-    body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None = None
+    body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None = None, compound: bool = False
 ) -> tuple[str, list[str], list[ev.Event]]:
     """The canonical body text, the list of what was dropped (for reports) and the lexed body.
     Raises ``AbcParseError`` when the body is not ABC music."""
@@ -221,7 +222,7 @@ def normalise_body(
                 continue
         kept.append(line.strip())
     text = "\n".join(kept)
-    events = lex_body(text, unit_length, meter, tune=name)
+    events = lex_body(text, unit_length, meter, tune=name, compound=compound)
     inserts = _missing_line_end_bars(text, events, unit_length, meter)
     if not inserts:
         return text, dropped, events
@@ -288,7 +289,8 @@ def normalise_tune(tune: Tune | str, *, name: str | None = None) -> Tune:
         tune = parse_tune(tune, name=name)
     key = tune.key  # raises on an unreadable key
     meter, unit_length = tune.meter, tune.unit_length
-    body, dropped, events = normalise_body(tune.body, unit_length, meter, name=tune.name)
+    body, dropped, events = normalise_body(tune.body, unit_length, meter, name=tune.name,
+                                           compound=is_compound_meter(tune.get("M")))
     fields: list[tuple[str, str]] = [("X", "1")]
     for letter in HEADER_ORDER[1:-1]:
         if letter == "L":

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from abcgen.errors import AbcParseError
-from abcgen.notation import events as ev
+from abcgen.notation.bars import bar_durations
+from abcgen.notation.lexer import is_compound_meter, lex_body, parse_fraction
 
 logger = logging.getLogger(__name__)
 
@@ -260,32 +261,16 @@ def voice_bar_durations(abc: str) -> dict[str, list[Fraction]]:
     and tuplets; inline ``[L:]`` changes are followed. A leading left bar line (``|:``) does not open an
     empty bar; music after the last bar line counts as a final bar.
     """
-    # The lead's lexer, imported late so that this module (and the interleaving) works without it.
-    from abcgen.notation.lexer import lex_body
-
     header, voices = split_voices(abc)
     base_unit = _header_unit_length(header)
-    result: dict[str, list[Fraction]] = {}
-    for voice, body in voices.items():
-        unit = base_unit
-        durations: list[Fraction] = []
-        current = Fraction(0)
-        has_content = False
-        for event in lex_body(body, base_unit):
-            if event.kind == ev.FIELD and event.field is not None and event.field[0] == "L":
-                unit = Fraction(event.field[1].strip())
-            elif event.is_timed and event.duration is not None:
-                current += event.duration * unit
-                has_content = True
-            elif event.kind == ev.BAR:
-                if has_content or durations:
-                    durations.append(current)
-                current = Fraction(0)
-                has_content = False
-        if has_content:
-            durations.append(current)
-        result[voice] = durations
-    return result
+    meter_text = next((line[2:] for line in header if line.startswith("M:")), "4/4")
+    meter = parse_fraction(meter_text)
+    compound = is_compound_meter(meter_text)
+    # One notion of a bar's length in the project: bars.bar_durations over the lexer's events.
+    return {
+        voice: bar_durations(lex_body(body, base_unit, meter, compound=compound), base_unit, meter)
+        for voice, body in voices.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
