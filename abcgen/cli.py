@@ -76,6 +76,7 @@ def _tokenizer_train_base(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from abcgen.corpus.sources import read_text
     from abcgen.notation.bars import check_bars
     from abcgen.notation.structure import repeat_problems
     from abcgen.notation.tune import normalise_tune, split_tunes
@@ -83,7 +84,11 @@ def _check(args: argparse.Namespace) -> int:
     bad = 0
     results = []
     for path in args.files:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text, reason = read_text(Path(path))  # UTF-8, else Latin-1; None for empty/binary/missing files
+        if text is None:
+            results.append({"file": path, "tune_index": None, "x": None, "problems": [reason]})
+            bad += 1
+            continue
         for raw in split_tunes(text):
             entry = {"file": path, "tune_index": raw.index, "x": raw.x, "problems": []}
             try:

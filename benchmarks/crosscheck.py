@@ -276,6 +276,7 @@ def compare_notes(tune: Tune, score: Any | None = None) -> dict[str, Any]:
     i = j = 0
     while i < len(ours) and j < len(theirs):
         a, (pitches, quarters, _) = ours[i], theirs[j]
+        mismatch: tuple[str, str] | None = None  # (category, example) when the notes disagree
         pitch_ok = pitches == a.midis
         carry = not pitch_ok and pitches == a.no_carry
         if quarters != a.quarters:
@@ -292,21 +293,15 @@ def compare_notes(tune: Tune, score: Any | None = None) -> dict[str, Any]:
             if quarters == a.written_quarters and (pitch_ok or carry):
                 counts[CAT_M21_BROKEN] += 1
             else:
-                skip = _resync(ours, theirs, i, j)
-                if skip is not None and skip != (0, 0):
-                    counts["unaligned"] += skip[0] + skip[1]
-                    if len(examples) < 5:
-                        examples.append(f"lost step at our note {i} {a.text!r}: skipped {skip} (ours, music21)")
-                    i, j = i + skip[0], j + skip[1]
-                    continue
-                counts["unexplained duration"] += 1
-                if len(examples) < 5:
-                    examples.append(f"{a.text}: ours {a.midis} {a.quarters}q, music21 {pitches} {quarters}q")
+                mismatch = ("unexplained duration", f"{a.text}: ours {a.midis} {a.quarters}q, music21 {pitches} {quarters}q")
         elif pitch_ok:
             counts["match"] += 1
         elif carry:
             counts[CAT_M21_NO_CARRY] += 1
         else:
+            mismatch = ("unexplained pitch", f"{a.text}: ours {a.midis}, music21 {pitches}")
+        if mismatch is not None:
+            # Before calling it unexplained: did one side skip notes (a lost step) and agree again after?
             skip = _resync(ours, theirs, i, j)
             if skip is not None and skip != (0, 0):
                 counts["unaligned"] += skip[0] + skip[1]
@@ -314,9 +309,9 @@ def compare_notes(tune: Tune, score: Any | None = None) -> dict[str, Any]:
                     examples.append(f"lost step at our note {i} {a.text!r}: skipped {skip} (ours, music21)")
                 i, j = i + skip[0], j + skip[1]
                 continue
-            counts["unexplained pitch"] += 1
+            counts[mismatch[0]] += 1
             if len(examples) < 5:
-                examples.append(f"{a.text}: ours {a.midis}, music21 {pitches}")
+                examples.append(mismatch[1])
         i, j = i + 1, j + 1
     leftover = (len(ours) - i) + (len(theirs) - j)
     if leftover:

@@ -12,7 +12,7 @@ from fractions import Fraction
 from abcgen.notation import events as ev
 from abcgen.notation.events import Event, Pitch
 from abcgen.notation.keys import NATURAL_SEMITONES, Key, parse_key
-from abcgen.notation.lexer import parse_fraction
+from abcgen.notation.lexer import unit_lengths
 
 ACCIDENTAL_SEMITONES = {"^^": 2, "^": 1, "=": 0, "_": -1, "__": -2}
 MIDDLE_C = 60
@@ -69,19 +69,14 @@ def melody_fingerprint(events: list[Event], key: Key, unit_length: Fraction) -> 
     decorations ignored). Two tunes that differ only by key, bar-line layout or ornaments collide."""
     parts: list[str] = []
     previous: int | None = None
-    current_l = unit_length
     pending_tie = False
     durations: list[Fraction] = []
     pitches: list[int] = []
     state_events = sounding_pitches(events, key)
-    l_at: dict[int, Fraction] = {}
-    for event in events:
-        if event.kind == ev.FIELD and event.field and event.field[0] == "L":
-            current_l = parse_fraction(event.field[1]) or current_l
-        l_at[event.start] = current_l
+    l_at = {id(e): length for e, length in zip(events, unit_lengths(events, unit_length), strict=True)}
     for event, midis in state_events:
         top = max(midis)
-        length = (event.duration or Fraction(0)) * l_at.get(event.start, unit_length)
+        length = (event.duration or Fraction(0)) * l_at[id(event)]
         if pending_tie and pitches and pitches[-1] == top:
             durations[-1] += length
         else:

@@ -140,7 +140,3 @@ def derive_form(events: list[Event], part_field: str | None = None) -> str:
         letter = letters.setdefault(content, chr(ord("A") + min(len(letters), 25)))
         form.append(letter * (2 if rep else 1))
     return "".join(form)
-
-
-def bar_total(bars: list[Bar]) -> Fraction:
-    return sum((b.duration for b in bars), Fraction(0))
