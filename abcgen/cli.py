@@ -75,6 +75,53 @@ def _tokenizer_train_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conditions(text: str) -> dict[str, str]:
+    """``"rhythm=jig;key=D major"`` -> {"rhythm": "jig", "key": "D major"}."""
+    pairs = [p for p in text.split(";") if p.strip()]
+    if any("=" not in p for p in pairs):
+        raise argparse.ArgumentTypeError(f"--conditions {text!r}: give name=value pairs separated by ';'")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from abcgen.controls import ControlVocabulary
+    from abcgen.generation.sampling import sample_tunes
+    from abcgen.notation.remi import abc_to_midi
+
+    vocab = ControlVocabulary.load(args.model)
+    for name, value in args.conditions.items():
+        if vocab.normalise(name, value) != value:
+            raise AbcgenError(f"condition {name}={value!r} is not in the model's vocabulary; valid values: "
+                              f"{', '.join(list(vocab.values[name])[:30])}")
+    torch.set_num_threads(max(1, args.threads))
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model)
+    samples = sample_tunes(model, tokenizer, vocab, [args.conditions] * args.num,
+                           max_new_tokens=args.max_new_tokens, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for index, sample in enumerate(samples):
+        stem = args.out / f"tune_{index:02d}"
+        stem.with_suffix(".abc").write_text(sample.abc, encoding="utf-8")
+        entry = {"file": str(stem.with_suffix(".abc")), "conditions": sample.conditions,
+                 "bar_check_ok": sample.bar_check_ok, "problems": sample.problems[:5]}
+        if args.midi:
+            try:
+                abc_to_midi(sample.abc, stem.with_suffix(".mid"))
+                entry["midi"] = str(stem.with_suffix(".mid"))
+            except AbcgenError as exc:
+                entry["midi_error"] = str(exc)
+        summary.append(entry)
+    passed = sum(s.bar_check_ok for s in samples)
+    (args.out / "samples.json").write_text(json.dumps({"passed_bar_check": passed, "num": len(samples),
+                                                        "samples": summary}, indent=1), encoding="utf-8")
+    print(f"{passed} of {len(samples)} sampled tunes pass the bar check; written to {args.out}")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from abcgen.corpus.sources import read_text
     from abcgen.notation.bars import check_bars
@@ -152,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     tbase.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
     tbase.add_argument("--vocab-size", type=int, default=2048)
     tbase.set_defaults(func=_tokenizer_train_base)
+
+    sample = commands.add_parser("sample", help="sample conditioned tunes from a trained model folder (plain "
+                                                "sampling; writes .abc, .mid and samples.json)")
+    sample.add_argument("--model", type=Path, required=True, help="a folder written by train/finetune.py (final/)")
+    sample.add_argument("--conditions", type=_conditions, default={}, help='e.g. "rhythm=jig;key=D major;meter=6/8"')
+    sample.add_argument("--num", type=int, default=4)
+    sample.add_argument("--max-new-tokens", type=int, default=384)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--threads", type=int, default=1)
+    sample.add_argument("--midi", action="store_true", help="also write MIDI through abc2midi")
+    sample.add_argument("--out", type=Path, required=True)
+    sample.set_defaults(func=_sample)
 
     check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
     check.add_argument("files", nargs="+")

@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# The main job end to end on the embedded corpus: install, build the corpus, build the tokenizer, report.
-# Set ABCGEN_BASE_MODEL to a hub id or folder (e.g. HuggingFaceTB/SmolLM2-135M) to extend a pretrained
-# model's tokenizer; without it (offline), a byte-level BPE base is trained on the corpus first.
+# The main job end to end on the embedded corpus, offline, on CPU:
+#   1. build two corpora: a base corpus (Essen folk songs + Bach chorales) and a fine-tuning corpus (Irish
+#      dance tunes: O'Neill's 1850 + Ryan's Mammoth);
+#   2. train a byte-level BPE base tokenizer and extend it with music units and controls;
+#   3. train a small Llama from scratch on the base corpus (offline, there is no pretrained model to download);
+#   4. fine-tune it with LoRA on the Irish tunes with rhythm/key/meter controls;
+#   5. sample conditioned tunes, write ABC and MIDI, and print a report.
+# To fine-tune a real hub model instead, skip 2-3 and run stage 4 with --model.name_or_path HUB_ID
+# (e.g. Qwen/Qwen2.5-0.5B; see train/configs/qwen2.5-0.5b-lora.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 VENV="${ABCGEN_VENV:-.venv}"
-OUT="${ABCGEN_OUT:-runs/quickstart}"
-SOURCES="${ABCGEN_SOURCES:-music21:all}"
-export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+RUN=runs/quickstart
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 ABCGEN="$VENV/bin/abcgen"
+PY="$VENV/bin/python"
 
-"$ABCGEN" data build --source $SOURCES --out "$OUT/corpus"
-BASE="${ABCGEN_BASE_MODEL:-}"
-if [ -z "$BASE" ]; then
-  BASE="$OUT/base-tokenizer"
-  "$ABCGEN" tokenizer train-base --data "$OUT/corpus" --out "$BASE"
-fi
-"$ABCGEN" tokenizer build --base "$BASE" --data "$OUT/corpus" --out "$OUT/tokenizer"
-echo "corpus: $OUT/corpus (report.json, control_vocabulary.json); tokenizer: $OUT/tokenizer"
+"$ABCGEN" data build --quiet --source music21:essenFolksong music21:bach --out "$RUN/corpus-base"
+"$ABCGEN" data build --quiet --source music21:oneills1850 music21:ryansMammoth --out "$RUN/corpus-finetune"
+"$ABCGEN" tokenizer train-base --data "$RUN/corpus-base" --out "$RUN/base-bpe"
+"$ABCGEN" tokenizer build --base "$RUN/base-bpe" --data "$RUN/corpus-base" --out "$RUN/tokenizer-base" --units shipped
+"$PY" train/finetune.py --config train/configs/quickstart-base.yaml "$@"
+"$PY" train/finetune.py --config train/configs/quickstart-lora.yaml "$@"
+"$ABCGEN" sample --model "$RUN/lora/final" --conditions "rhythm=jig;meter=6/8" --num 4 --midi --out "$RUN/samples" --threads 2
+"$PY" scripts/quickstart_report.py "$RUN"

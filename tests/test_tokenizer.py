@@ -285,3 +285,14 @@ def test_tokenizer_build_command(tmp_path: Path, tunes: list[str]) -> None:
     assert shipped["metadata"]["num_units"] == len(load_default_spec().units)
     with pytest.raises(ConfigError, match="corpus folder .* does not exist"):
         tokenizer_build_command(str(base_dir), tmp_path / "nope", tmp_path / "tok3")
+
+
+def test_extending_a_music_tokenizer_again_adds_only_new_tokens(music, tmp_path: Path) -> None:
+    # A model fine-tuned with abcgen is extended again for a new corpus: the split is not stacked and
+    # only the new control tokens are added.
+    again = build_music_tokenizer(music, load_default_spec(), ["<rhythm=reel>", "<rhythm=brand_new>"])
+    assert json.loads(again.backend_tokenizer.to_str())["pre_tokenizer"] == \
+        json.loads(music.backend_tokenizer.to_str())["pre_tokenizer"]
+    assert len(again) == len(music) + len({"<rhythm=reel>", "<rhythm=brand_new>"} - set(music.get_vocab()))
+    text = "X:1\nT:Again\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|d2f e2d:|\n"
+    assert again.decode(again(text, add_special_tokens=False)["input_ids"]) == text

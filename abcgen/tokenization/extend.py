@@ -102,6 +102,8 @@ def _adapted_pre_tokenizer_state(pre_tokenizer: dict[str, Any] | None, isolate_u
     if not isolate_units:
         return state
     split = {"type": "Split", "pattern": {"Regex": UNIT_SPLIT_PATTERN}, "behavior": "Isolated", "invert": False}
+    if state is not None and state.get("type") == "Sequence" and (state.get("pretokenizers") or [None])[0] == split:
+        return state  # already a music tokenizer (extending a fine-tuned model again): split once, not twice
     return {"type": "Sequence", "pretokenizers": [split] + ([state] if state is not None else [])}
 
 

@@ -1,0 +1,157 @@
+"""Causal-LM loss as a *sum* over label tokens, computed in chunks, and how to weight micro-batches.
+
+**Why a sum.** Every real token must weigh the same, whatever micro-batch or process it lands in. Packed
+rows carry different numbers of label tokens (prefix masking, padding), so averaging per micro-batch and
+then over micro-batches weighs tokens of sparse batches more. Instead, for one optimizer step:
+
+1. take the step's micro-batches (``gradient_accumulation_steps`` of them) from the loader first;
+2. ``num_tokens = global_token_count(batches, accelerator)``: label tokens of all of them on all
+   processes (one all-reduce per optimizer step, before any backward pass);
+3. for each micro-batch, inside ``with accelerator.accumulate(model):``
+   ``sum_loss, _ = token_sum_cross_entropy(logits, labels)`` and
+   ``accelerator.backward(sum_loss * loss_scale(num_tokens, accelerator))``.
+
+``loss_scale = num_processes * gradient_accumulation_steps / num_tokens``: DDP and FSDP *average*
+gradients over processes (hence ``num_processes``), and ``accelerator.backward`` divides the loss by
+``gradient_accumulation_steps`` (DeepSpeed does the same in its engine), which the second factor undoes.
+The accumulated gradient is then exactly ``d(sum of all token losses) / d(theta) / num_tokens`` -- the
+gradient of one big batch with the mean over its tokens (``tests/test_loss.py`` checks it). The loss to
+*log* for the step is ``sum over micro-batches of sum_loss`` all-reduced and divided by ``num_tokens``.
+
+**Memory.** ``token_sum_cross_entropy`` upcasts the logits to float32 one chunk of positions at a time
+and checkpoints each chunk, so neither the float32 copy nor the log-softmax of the whole ``(B, T, V)``
+logits is ever held (only the logits themselves, which the model returns anyway).
+``causal_lm_loss_from_hidden`` goes further: it never builds the full logits at all -- it keeps only the
+labelled positions of the final hidden states, and computes ``hidden @ W.T`` chunk by chunk, recomputed
+in the backward pass (for 128k-token vocabularies, where the logits dominate the activation memory).
+It ignores output soft-capping and logit scaling (Gemma-2, Cohere): use the plain variant for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+IGNORE_INDEX = -100
+DEFAULT_CHUNK_SIZE = 1024  # positions per chunk (per row for the logits variant); higher = more memory
+
+
+def _shifted(labels: torch.Tensor) -> torch.Tensor:
+    """Targets of positions ``0..T-2``: the label of the next token. ``(B, T) -> (B, T-1)``."""
+    return labels[:, 1:]
+
+
+def num_label_tokens(labels: torch.Tensor) -> int:
+    """Label tokens of a ``(B, T)`` label tensor once shifted (the first position is never a target)."""
+    return int((_shifted(labels) != IGNORE_INDEX).sum())
+
+
+def _chunk_ce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    # (..., V) any dtype -> float32 scalar; the float32 copy lives only inside this chunk
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _maybe_checkpoint(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    needs_grad = torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+    return checkpoint(fn, *args, use_reentrant=False) if needs_grad else fn(*args)
+
+
+def token_sum_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *,
+                            chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of token losses, number of label tokens)`` of a causal LM.
+
+    ``logits`` ``(B, T, V)`` in any dtype, ``labels`` ``(B, T)`` unshifted (the model's input positions,
+    -100 = no loss); position ``t`` predicts ``labels[:, t + 1]``. The sum is float32; the count a long
+    scalar. Chunks of ``chunk_size`` positions are upcast and checkpointed one at a time.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+    logits = logits[:, :-1]  # (B, T-1, V)
+    targets = _shifted(labels)  # (B, T-1)
+    total = logits.new_zeros((), dtype=torch.float32)
+    for start in range(0, targets.shape[1], chunk_size):
+        chunk_targets = targets[:, start:start + chunk_size]
+        if not bool((chunk_targets != IGNORE_INDEX).any()):
+            continue
+        total = total + _maybe_checkpoint(_chunk_ce_sum, logits[:, start:start + chunk_size], chunk_targets)
+    return total, (targets != IGNORE_INDEX).sum()
+
+
+def causal_lm_loss_from_hidden(
+    hidden_states: torch.Tensor,
+    lm_head: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    labels: torch.Tensor,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_sum_cross_entropy(lm_head(hidden_states), labels)`` without materialising the logits.
+
+    ``hidden_states`` ``(B, T, H)`` are the final (normed) hidden states -- e.g.
+    ``model.get_decoder()(...).last_hidden_state``; ``lm_head`` is the output weight ``(V, H)`` or a
+    module/callable mapping ``(N, H) -> (N, V)`` (pass the module when a wrapper such as peft's
+    trainable-token layer changes its output: a bare weight would skip the wrapper). Only labelled
+    positions are projected, ``chunk_size`` of them at a time, recomputed in the backward pass.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be >= 1")
+    targets = _shifted(labels)  # (B, T-1)
+    keep = targets != IGNORE_INDEX
+    hidden = hidden_states[:, :-1][keep]  # (N, H), labelled positions only
+    targets = targets[keep]  # (N,)
+    if isinstance(lm_head, torch.Tensor):
+        extra: tuple[torch.Tensor, ...] = (lm_head,)
+
+        def chunk_loss(h: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return _chunk_ce_sum(F.linear(h, w), t)  # (n, H) @ (H, V) -> (n, V)
+    else:
+        extra = ()
+        head = lm_head
+
+        def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # type: ignore[misc]
+            return _chunk_ce_sum(head(h), t)
+    total = hidden_states.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk_size):
+        total = total + _maybe_checkpoint(chunk_loss, hidden[start:start + chunk_size],
+                                          targets[start:start + chunk_size], *extra)
+    return total, keep.sum()
+
+
+# --- weighting micro-batches ---------------------------------------------------------------------------
+
+
+def global_token_count(batches: Iterable[Mapping[str, torch.Tensor]], accelerator: Any = None) -> int:
+    """Label tokens (after the causal shift) in the micro-batches of one optimizer step, summed over all
+    processes: one all-reduce through ``accelerator.reduce`` (``accelerator=None``: this process only).
+
+    Raises ``ValueError`` when the step has no label token at all (its loss would be 0/0; a run whose
+    labels are all masked must not look like a run with loss 0.0).
+    """
+    local = sum(num_label_tokens(batch["labels"]) for batch in batches)
+    if accelerator is None:
+        total = local
+    else:
+        total = int(accelerator.reduce(torch.tensor(local, device=accelerator.device), reduction="sum").item())
+    if total == 0:
+        raise ValueError("the micro-batches of this optimizer step have no label tokens on any process: "
+                         "check loss_on and the label mask")
+    return total
+
+
+def loss_scale(num_tokens: int, accelerator: Any = None) -> float:
+    """The factor of a micro-batch's summed loss before ``accelerator.backward``:
+    ``num_processes * gradient_accumulation_steps / num_tokens`` (1 / ``num_tokens`` without accelerator,
+    for a plain ``loss.backward()``). See the module docstring for why both factors are there."""
+    if num_tokens <= 0:
+        raise ValueError(f"num_tokens={num_tokens} must be positive")
+    if accelerator is None:
+        return 1.0 / num_tokens
+    return accelerator.num_processes * accelerator.gradient_accumulation_steps / num_tokens
+
+
+# The name the issue's plan used for the weighting rule.
+accumulation_normaliser = loss_scale

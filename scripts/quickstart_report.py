@@ -1,0 +1,38 @@
+"""Print the quickstart's report: corpus sizes, losses before/after each stage, samples passing the bar check.
+
+    python scripts/quickstart_report.py runs/quickstart
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(root: str) -> int:
+    run = Path(root)
+    lines = ["", "== abcgen quickstart report =="]
+    for name in ("corpus-base", "corpus-finetune"):
+        report = json.loads((run / name / "report.json").read_text())
+        t = report["tunes"]
+        lines.append(f"{name}: {t['in']} tunes in, {t['accepted']} accepted, {t['rejected']} rejected, "
+                     f"{t['duplicates']} duplicates; splits {report['splits']}")
+    for stage in ("base", "lora"):
+        summary = json.loads((run / stage / "final" / "training_summary.json").read_text())
+        eval_loss = summary["eval"].get("eval_loss")
+        lines.append(
+            f"{stage}: {summary['steps']} steps, {summary['tokens_seen']:,} tokens, {summary['seconds']} s; "
+            f"train loss {summary['first_loss']:.3f} -> {summary['final_loss']:.3f}"
+            + (f"; eval loss {eval_loss:.3f} (perplexity {summary['eval']['eval_perplexity']:.2f})" if eval_loss else "")
+            + f"; {summary['parameters']['trainable']:,} of {summary['parameters']['total']:,} parameters trained"
+        )
+    samples = json.loads((run / "samples" / "samples.json").read_text())
+    lines.append(f"samples: {samples['passed_bar_check']} of {samples['num']} generated tunes pass the bar check "
+                 f"(plain sampling, no constrained decoding); ABC and MIDI in {run / 'samples'}")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else "runs/quickstart"))

@@ -1,0 +1,375 @@
+"""Fine-tune a causal language model on ABC music with accelerate: setup -> data -> loop -> save.
+
+    accelerate launch train/finetune.py --config train/configs/tiny-cpu.yaml [--lora.r 32 ...]
+    accelerate launch --config_file train/accelerate/multi-gpu-ddp.yaml train/finetune.py --config ...
+
+Read it top to bottom; every stage is a plain function call. What it guarantees:
+
+* packing without cross-talk: tunes share fixed-length rows, but attention is block-diagonal and position
+  ids restart per tune (``abcgen.training.data``);
+* gradient accumulation that weights every real token equally: the micro-batches of one optimiser step
+  are fetched first, their label tokens counted and summed over all processes, and each micro-batch's
+  summed loss is divided by that one global count (times the world size, because DDP averages);
+* exact resume: a checkpoint holds model, optimiser, scheduler, RNG states and the data position
+  (epoch, batch); ``--checkpoint.resume latest`` continues the same loss curve step by step;
+* honest output: ``OUTPUT_DIR/final`` holds the merged model, the adapter (LoRA), the tokenizer, the
+  control vocabulary, a generation config and ``training_summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import extract_model_from_parallel as accelerate_unwrap
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from abcgen.controls import ControlVocabulary, row_controls
+from abcgen.corpus.build import load_corpus
+from abcgen.errors import ConfigError
+from abcgen.generation.sampling import sample_tunes
+from abcgen.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from abcgen.training.config import TrainConfig, parse_args, save_config
+from abcgen.training.data import (
+    PackedDataset,
+    build_examples,
+    collate_packed,
+    epoch_order,
+    forward_kwargs,
+    pack_examples,
+)
+from abcgen.training.loss import global_token_count, loss_scale, token_sum_cross_entropy
+from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model
+
+log = logging.getLogger("abcgen.finetune")
+
+
+# --- setup ---------------------------------------------------------------------------------------------
+
+def setup_accelerator(cfg: TrainConfig) -> Accelerator:
+    # gradient_accumulation_steps stays 1 here on purpose: accelerate would divide every loss by it, and
+    # our losses are already normalised by the global token count of the whole optimiser step.
+    # Several processes and no GPU (torchrun or `accelerate launch --multi_gpu` on a CPU machine): accelerate
+    # only picks gloo on CPU when told cpu=True; otherwise every process would train alone as rank 0.
+    multi_process_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(
+        cpu=multi_process_cpu,
+        log_with="tensorboard" if cfg.logging.tensorboard else None,
+        project_dir=cfg.checkpoint.output_dir,
+    )
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.optim.grad_accum_steps > 1:
+        # DeepSpeed steps its optimiser inside backward(): our explicit accumulation window would become
+        # one optimiser step per micro-batch.
+        raise ConfigError("optim.grad_accum_steps > 1 is not supported with DeepSpeed in this loop; raise "
+                          "optim.micro_batch_size (or use train/accelerate/fsdp2.yaml) instead")
+    set_seed(cfg.optim.seed)
+    return accelerator
+
+
+def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> dict[str, Any]:
+    """Tokenise and pack the train and eval splits (identically on every process: deterministic)."""
+    corpus = load_corpus(cfg.data.corpus)
+    vocab = ControlVocabulary.load(cfg.data.corpus)
+    packed: dict[str, Any] = {"vocab": vocab, "stats": {}}
+    for split in (cfg.data.train_split, cfg.data.eval_split):
+        rows = corpus[split]
+        if split == cfg.data.train_split and cfg.data.max_train_tunes:
+            rows = rows.select(range(min(cfg.data.max_train_tunes, len(rows))))
+        examples, stats = build_examples(
+            rows, tokenizer, vocab, max_length=cfg.data.max_length, loss_on=cfg.data.loss_on,
+            conditions=cfg.data.conditions,
+            # no condition dropout on eval: its loss must be comparable from run to run
+            condition_dropout=cfg.data.condition_dropout if split == cfg.data.train_split else 0.0,
+            seed=cfg.optim.seed,
+        )
+        packed[split] = pack_examples(examples, cfg.data.max_length, seed=cfg.optim.seed,
+                                      pad_id=tokenizer.pad_token_id or 0)
+        packed["stats"][split] = {**stats, "rows": len(packed[split])}
+        log.info("%s: %s", split, packed["stats"][split])
+    # Conditions of the first eval tunes: what the samples logged at each evaluation are asked for.
+    packed["eval_conditions"] = [
+        {name: value for name, value in row_controls(row).items() if name in cfg.data.conditions}
+        for row in corpus[cfg.data.eval_split].select(range(min(8, len(corpus[cfg.data.eval_split]))))
+    ]
+    if not packed[cfg.data.train_split]:
+        raise SystemExit(f"no training rows from {cfg.data.corpus} split {cfg.data.train_split!r}")
+    return packed
+
+
+def train_loader(cfg: TrainConfig, rows: list[Any], epoch: int, accelerator: Accelerator) -> DataLoader:
+    """The batches of one epoch in a fixed, seeded order; accelerate shards them across processes so that
+    every process sees different rows."""
+    ordered = [rows[i] for i in epoch_order(len(rows), cfg.optim.seed, epoch)]
+    # Its own generator: creating a DataLoader iterator draws a seed from the *global* torch RNG otherwise,
+    # and a resumed run creates its iterator at a different moment than an uninterrupted one.
+    loader = DataLoader(PackedDataset(ordered), batch_size=cfg.optim.micro_batch_size, shuffle=False,
+                        collate_fn=collate_packed, num_workers=cfg.data.num_workers,
+                        pin_memory=torch.cuda.is_available(), drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.optim.seed + epoch))
+    return accelerator.prepare_data_loader(loader)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                                  eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
+                                  fused=cfg.optim.fused and torch.cuda.is_available())
+    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.optim.schedule]
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.optim.warmup_steps,
+                              num_training_steps=cfg.optim.max_steps)
+    return optimizer, scheduler
+
+
+# --- one optimiser step ----------------------------------------------------------------------------------
+
+def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], accelerator: Accelerator) -> tuple[float, int]:
+    """Forward/backward over the micro-batches of one optimiser step; returns (mean loss per token, tokens).
+
+    Each token weighs the same whatever micro-batch or process it is in: the loss of a micro-batch is its
+    summed token loss over the number of label tokens in the whole step on all processes (times the
+    number of processes, because DDP averages gradients)."""
+    global_tokens = global_token_count(micro_batches, accelerator)  # raises if every label is masked
+    scale = loss_scale(global_tokens, accelerator)
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for index, batch in enumerate(micro_batches):
+        last = index == len(micro_batches) - 1
+        # Gradients are all-reduced once, after the last micro-batch of the step.
+        sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+        with sync:
+            logits = model(**forward_kwargs(batch)).logits
+            token_loss, _ = token_sum_cross_entropy(logits, batch["labels"])
+            accelerator.backward(token_loss * scale)
+        loss_sum += token_loss.detach()
+    total = accelerator.reduce(loss_sum, "sum")
+    return float(total) / global_tokens, global_tokens
+
+
+@torch.no_grad()
+def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int) -> dict[str, float]:
+    """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process."""
+    model.eval()
+    loss_sum = torch.zeros((), device=accelerator.device)
+    tokens = torch.zeros((), device=accelerator.device)
+    for index, batch in enumerate(loader):
+        if index >= max_batches:
+            break
+        token_loss, count = token_sum_cross_entropy(model(**forward_kwargs(batch)).logits, batch["labels"])
+        loss_sum += token_loss
+        tokens += count
+    model.train()
+    loss_sum, tokens = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(tokens, "sum")
+    loss = float(loss_sum / tokens.clamp(min=1))
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)), "eval_tokens": int(tokens)}
+
+
+# --- save ------------------------------------------------------------------------------------------------
+
+def save_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, tokenizer: Any, summary: dict[str, Any]) -> Path:
+    """The one place the model is saved: ``final/`` (merged weights, loadable by AutoModelForCausalLM),
+    ``final/adapter`` for LoRA, tokenizer, control vocabulary, generation config, summary."""
+    from transformers import GenerationConfig
+
+    final = Path(cfg.checkpoint.output_dir) / "final"
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        final.mkdir(parents=True)
+        if cfg.model.method == "lora":
+            unwrapped.save_pretrained(final / "adapter")
+            merged = unwrapped.merge_and_unload()
+        else:
+            merged = unwrapped
+        merged.save_pretrained(final, safe_serialization=True)
+        tokenizer.save_pretrained(final)
+        shutil.copy(Path(cfg.data.corpus) / "control_vocabulary.json", final / "control_vocabulary.json")
+        GenerationConfig(
+            do_sample=True, top_p=0.95, temperature=1.0, max_new_tokens=cfg.logging.sample_max_new_tokens,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ).save_pretrained(final)
+        save_config(cfg, final / "abcgen_train_config.yaml")
+        (final / "training_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    return final
+
+
+# --- main ------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    cfg = parse_args(argv)
+    accelerator = setup_accelerator(cfg)
+    out = Path(cfg.checkpoint.output_dir)
+    started = time.perf_counter()
+
+    # Tokenizer and model. The tokenizer is built once (main process), then read by everyone.
+    with accelerator.main_process_first():
+        tokenizer, base_tokenizer = build_tokenizer(cfg.model, cfg.data.corpus, out)
+    model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer)
+    if cfg.model.method == "lora":
+        model = apply_lora(model, cfg.lora, new_token_ids)
+    parameters = count_parameters(model)
+    log.info("model: %s method=%s, %s parameters (%s trainable), %d new token rows", cfg.model.name_or_path or "scratch",
+             cfg.model.method, f"{parameters['total']:,}", f"{parameters['trainable']:,}", len(new_token_ids))
+
+    data = prepare_data(cfg, tokenizer, accelerator)
+    train_rows, eval_rows = data[cfg.data.train_split], data[cfg.data.eval_split]
+    optimizer, scheduler = make_optimizer(cfg, model)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    eval_loader = accelerator.prepare_data_loader(
+        DataLoader(PackedDataset(eval_rows), batch_size=cfg.optim.micro_batch_size, collate_fn=collate_packed,
+                   generator=torch.Generator().manual_seed(cfg.optim.seed)))
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    accelerator.init_trackers("abcgen", config={k: v for k, v in _flat(cfg).items() if isinstance(v, int | float | str | bool)})
+
+    # Resume: model, optimiser, scheduler and RNG from accelerate's state; the data position from ours.
+    step, epoch, batch_in_epoch, history = 0, 0, 0, []
+    if cfg.checkpoint.resume:
+        path = find_checkpoint(out, cfg.checkpoint.resume)
+        if path is not None:
+            state = load_checkpoint(accelerator, path)
+            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            history = state.get("history", [])
+            log.info("resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batch_in_epoch)
+
+    # The loop: one iteration = one optimiser step over grad_accum_steps micro-batches.
+    accum = cfg.optim.grad_accum_steps
+    batches_per_epoch = len(train_rows) // (cfg.optim.micro_batch_size * accelerator.num_processes)
+    if batches_per_epoch < accum:
+        raise SystemExit(f"{len(train_rows)} packed rows give {batches_per_epoch} micro-batches per process per epoch, "
+                         f"fewer than optim.grad_accum_steps={accum}: lower the batch size or add data")
+    progress = tqdm(total=cfg.optim.max_steps, initial=step, desc="train", disable=not accelerator.is_local_main_process)
+    tokens_seen = sum(h.get("tokens", 0) for h in history)
+    batch_digests: list[str] = []
+    model.train()
+    while step < cfg.optim.max_steps:
+        loader = train_loader(cfg, train_rows, epoch, accelerator)
+        iterator = iter(accelerator.skip_first_batches(loader, batch_in_epoch) if batch_in_epoch else loader)
+        while step < cfg.optim.max_steps and batch_in_epoch + accum <= batches_per_epoch:
+            micro_batches = [next(iterator) for _ in range(accum)]
+            batch_in_epoch += accum
+            if cfg.logging.record_batches:
+                batch_digests += [_digest(b["input_ids"]) for b in micro_batches]
+            loss, tokens = train_step(model, micro_batches, accelerator)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += tokens
+            record = {"step": step, "loss": loss, "tokens": tokens, "lr": scheduler.get_last_lr()[0],
+                      "grad_norm": float(grad_norm)}
+            history.append(record)
+            progress.update()
+            if step % cfg.logging.log_every == 0 or step == 1:
+                progress.set_postfix(loss=f"{loss:.4f}")
+                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
+            if step % cfg.logging.eval_every == 0 or step == cfg.optim.max_steps:
+                metrics = evaluate(model, eval_loader, accelerator, cfg.logging.eval_batches)
+                record.update(metrics)
+                accelerator.log(metrics, step=step)
+                log.info("step %d: loss %.4f, eval loss %.4f (perplexity %.2f)", step, loss,
+                         metrics["eval_loss"], metrics["eval_perplexity"])
+                if accelerator.is_main_process and cfg.logging.num_samples:
+                    samples = sample_tunes(accelerator.unwrap_model(model), tokenizer, data["vocab"],
+                                           data["eval_conditions"][: cfg.logging.num_samples],
+                                           max_new_tokens=cfg.logging.sample_max_new_tokens, seed=cfg.optim.seed + step)
+                    record["samples"] = [asdict(sample) for sample in samples]
+                    for sample in samples:
+                        log.info("sample (%s, bar check %s):\n%s", sample.conditions,
+                                 "ok" if sample.bar_check_ok else "FAILED", sample.abc)
+                        _log_text(accelerator, f"sample/{sample.conditions}", sample.abc, step)
+            if step % cfg.checkpoint.save_every == 0 and step < cfg.optim.max_steps:
+                save_checkpoint(accelerator, out, step, {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                                         "history": history}, keep_last=cfg.checkpoint.keep_last)
+        if batch_in_epoch + accum > batches_per_epoch:
+            epoch, batch_in_epoch = epoch + 1, 0
+    progress.close()
+
+    # Every process reports what it trained on and what it ended with: disjoint data, identical weights.
+    shards = accelerator.gather_for_metrics([batch_digests], use_gather_object=True) if cfg.logging.record_batches else []
+    checksums = accelerator.gather_for_metrics([_weights_checksum(model)], use_gather_object=True)
+    summary = {
+        "config": _flat(cfg),
+        "data": data["stats"],
+        "steps": step,
+        "epochs_completed": epoch,
+        "tokens_seen": tokens_seen,
+        "first_loss": history[0]["loss"] if history else None,
+        "final_loss": history[-1]["loss"] if history else None,
+        "eval": {k: history[-1][k] for k in ("eval_loss", "eval_perplexity") if history and k in history[-1]},
+        "history": [{k: v for k, v in h.items() if k != "samples"} for h in history],
+        "samples": next((h["samples"] for h in reversed(history) if "samples" in h), []),
+        "parameters": parameters,
+        "new_token_rows": len(new_token_ids),
+        "data_shards": shards,  # per process: digests of the micro-batches it trained on (record_batches)
+        "weight_checksums": checksums,  # per process: must all be equal
+        "seconds": round(time.perf_counter() - started, 1),
+        "hardware": {"processes": accelerator.num_processes, "device": str(accelerator.device),
+                     "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__,
+                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                     "platform": platform.platform()},
+    }
+    final = save_final(cfg, accelerator, model, tokenizer, summary)
+    accelerator.end_training()
+    log.info("done: %d steps, %d tokens, loss %.4f -> %.4f, model in %s", step, tokens_seen,
+             summary["first_loss"] or float("nan"), summary["final_loss"] or float("nan"), final)
+    return summary
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.blake2b(tensor.detach().cpu().numpy().tobytes(), digest_size=8).hexdigest()
+
+
+def _weights_checksum(model: Any) -> str:
+    """A digest of every trainable parameter's bytes on this process."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name, param in sorted(accelerate_unwrap(model).named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _log_text(accelerator: Accelerator, tag: str, text: str, step: int) -> None:
+    """Sampled tunes go to tensorboard as text (code-formatted: ABC needs its line breaks)."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_text(tag, "    " + text.replace("\n", "\n    "), step)
+
+
+def _flat(cfg: TrainConfig) -> dict[str, Any]:
+    from abcgen.training.config import config_to_dict
+
+    flat: dict[str, Any] = {}
+    for section, values in config_to_dict(cfg).items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                flat[f"{section}.{key}"] = value
+    return flat
+
+
+if __name__ == "__main__":
+    main()
