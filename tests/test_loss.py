@@ -201,3 +201,18 @@ def test_a_step_without_label_tokens_is_an_error() -> None:
         global_token_count([{"labels": labels}])
     with pytest.raises(ValueError):
         loss_scale(0)
+
+
+def test_recomputed_chunks_give_the_same_loss_and_gradient() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 17, 11)
+    labels = torch.randint(0, 11, (3, 17))
+    labels[0, :5] = -100
+    grads = []
+    for recompute in (False, True):
+        x = logits.clone().requires_grad_(True)
+        total, count = token_sum_cross_entropy(x, labels, chunk_size=4, recompute=recompute)
+        total.backward()
+        grads.append((float(total.detach()), int(count), x.grad))
+    assert grads[0][:2] == pytest.approx(grads[1][:2])
+    assert torch.allclose(grads[0][2], grads[1][2], atol=1e-6)

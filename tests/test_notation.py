@@ -88,6 +88,7 @@ def test_lexer_event_kinds_and_positions() -> None:
     ("ab !trill cd", "unterminated decoration", 4),
     ("ab>", "broken rhythm at the end", 4),
     ("ab>|c", "followed by a note in the same bar", 4),
+    ("ab [M:C|L] cd", "cannot read meter", 4),
 ])
 def test_lexer_errors_say_what_and_where(body: str, message: str, column: int) -> None:
     with pytest.raises(AbcParseError, match=message) as info:
@@ -111,6 +112,13 @@ def test_split_tunes_handles_blank_lines_bom_crlf_and_headerless_files() -> None
     assert tunes[1].line == 8 and tunes[0].text.endswith("abc|\n")
     assert len(split_tunes("T:No X\nK:D\nabc|\n")) == 1
     assert split_tunes("just some prose\n") == []
+
+
+def test_an_unreadable_meter_is_an_error_not_free_meter() -> None:
+    # a free meter switches the bar check off: "M:C|L" (seen in generated text) must not pass as one
+    with pytest.raises(AbcParseError, match="cannot read meter M:C|L"):
+        normalise_tune("X:1\nM:C|L\nL:1/8\nK:G\nabcd|\n")
+    assert normalise_tune("X:1\nM:none\nL:1/8\nK:G\nabcdefg|\n").meter is None
 
 
 def test_parse_tune_without_key_raises_with_the_tune_name() -> None:

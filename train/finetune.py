@@ -163,6 +163,18 @@ def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], acceler
     return float(total) / global_tokens, global_tokens
 
 
+def optimizer_step(model: Any, optimizer: Any, scheduler: Any, micro_batches: list[dict[str, torch.Tensor]],
+                   accelerator: Accelerator, max_grad_norm: float) -> dict[str, float]:
+    """One optimiser step: forward/backward over the micro-batches, clip, step, schedule. Returns what the
+    loop records for the step (the benchmark in benchmarks/train_throughput.py times exactly this)."""
+    loss, tokens = train_step(model, micro_batches, accelerator)
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": loss, "tokens": tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+
+
 @torch.no_grad()
 def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int) -> dict[str, float]:
     """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process."""
@@ -272,15 +284,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             batch_in_epoch += accum
             if cfg.logging.record_batches:
                 batch_digests += [_digest(b["input_ids"]) for b in micro_batches]
-            loss, tokens = train_step(model, micro_batches, accelerator)
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            record = optimizer_step(model, optimizer, scheduler, micro_batches, accelerator, cfg.optim.max_grad_norm)
             step += 1
-            tokens_seen += tokens
-            record = {"step": step, "loss": loss, "tokens": tokens, "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": float(grad_norm)}
+            tokens_seen += record["tokens"]
+            record = {"step": step, **record}
+            loss = record["loss"]
             history.append(record)
             progress.update()
             if step % cfg.logging.log_every == 0 or step == 1:

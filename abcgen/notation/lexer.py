@@ -164,6 +164,8 @@ def lex_body(
                 if letter == "L" and parsed:
                     unit_length = parsed
                 elif letter == "M":
+                    if parsed is None and value.strip().lower() not in ("", "none"):
+                        raise fail(f"cannot read meter M:{value.strip()}", pos)
                     meter = parsed
                     compound = is_compound_meter(value)
             emit(ev.VOICE if letter == "V" else ev.FIELD, m.end(), field=(letter, value.strip()))
@@ -230,6 +232,8 @@ def lex_body(
                     unit_length = parsed
                 elif letter == "M":
                     meter = parse_fraction(value)
+                    if meter is None and value.strip().lower() not in ("", "none"):
+                        raise fail(f"cannot read meter [M:{value.strip()}]", pos)
                     compound = is_compound_meter(value)
                 emit(ev.FIELD, m.end(), field=(letter, value.strip()))
                 continue

@@ -79,7 +79,14 @@ class Tune:
     def meter(self) -> Fraction | None:
         """The header meter as a fraction of a whole note (``C`` = 1, ``6/8`` = 3/4); None = free."""
         value = self.get("M")
-        return Fraction(4, 4) if value is None else parse_fraction(value)
+        if value is None:
+            return Fraction(4, 4)
+        meter = parse_fraction(value)
+        if meter is None and value.split("%")[0].strip().lower() not in ("", "none"):
+            # An unreadable meter must not pass as free meter (which would switch the bar check off).
+            raise AbcParseError(f"cannot read meter M:{value}: expected e.g. 'M:6/8', 'M:C', 'M:C|' or 'M:none'",
+                                tune=self.name)
+        return meter
 
     @property
     def unit_length(self) -> Fraction:

@@ -62,23 +62,30 @@ def _maybe_checkpoint(fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tens
 
 
 def token_sum_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *,
-                            chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+                            chunk_size: int = DEFAULT_CHUNK_SIZE,
+                            recompute: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum of token losses, number of label tokens)`` of a causal LM.
 
     ``logits`` ``(B, T, V)`` in any dtype, ``labels`` ``(B, T)`` unshifted (the model's input positions,
     -100 = no loss); position ``t`` predicts ``labels[:, t + 1]``. The sum is float32; the count a long
-    scalar. Chunks of ``chunk_size`` positions are upcast and checkpointed one at a time.
+    scalar. Chunks of ``chunk_size`` positions are upcast one at a time; ``recompute`` (default: when the
+    logits are not float32) checkpoints each chunk so that its float32 copy and log-softmax are not kept
+    for the backward pass. With float32 logits there is no upcast to save and recomputing only costs time.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
-    logits = logits[:, :-1]  # (B, T-1, V)
-    targets = _shifted(labels)  # (B, T-1)
+    if recompute is None:
+        recompute = logits.dtype != torch.float32
+    # Shift the targets, not the logits: slicing (B, T, V) logits would copy them on the reshape.
+    targets = F.pad(_shifted(labels), (0, 1), value=IGNORE_INDEX)  # (B, T): position t -> label t+1
     total = logits.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.shape[1], chunk_size):
         chunk_targets = targets[:, start:start + chunk_size]
         if not bool((chunk_targets != IGNORE_INDEX).any()):
             continue
-        total = total + _maybe_checkpoint(_chunk_ce_sum, logits[:, start:start + chunk_size], chunk_targets)
+        chunk = logits if chunk_size >= logits.shape[1] else logits[:, start:start + chunk_size]
+        total = total + (_maybe_checkpoint(_chunk_ce_sum, chunk, chunk_targets) if recompute
+                         else _chunk_ce_sum(chunk, chunk_targets))
     return total, (targets != IGNORE_INDEX).sum()
 
 
