@@ -51,7 +51,8 @@ def _summary(run: Path) -> dict:
 def base_run(setup: dict[str, Path]) -> Path:
     run = setup["root"] / "base-run"
     _finetune("--data.corpus", str(setup["base_corpus"]), "--model.tokenizer", str(setup["tok"]),
-              "--checkpoint.output_dir", str(run), "--optim.max_steps", "12", "--data.max_train_tunes", "0")
+              "--checkpoint.output_dir", str(run), "--optim.max_steps", "12", "--data.max_train_tunes", "0",
+              "--logging.tensorboard", "true")
     return run
 
 
@@ -62,6 +63,7 @@ def test_scratch_run_writes_a_loadable_model(base_run: Path) -> None:
     assert summary["steps"] == 12 and summary["final_loss"] < summary["first_loss"]
     assert summary["tokens_seen"] > 0 and "eval_loss" in summary["eval"]
     assert summary["parameters"]["trainable"] == summary["parameters"]["total"]
+    assert list((base_run / "abcgen").glob("events.out.tfevents.*"))  # tensorboard tracked the run
     final = base_run / "final"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "control_vocabulary.json",
                  "generation_config.json", "abcgen_train_config.yaml"):

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
 from accelerate.utils import extract_model_from_parallel as accelerate_unwrap
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -79,6 +79,10 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
         # one optimiser step per micro-batch.
         raise ConfigError("optim.grad_accum_steps > 1 is not supported with DeepSpeed in this loop; raise "
                           "optim.micro_batch_size (or use train/accelerate/fsdp2.yaml) instead")
+    if cfg.logging.tensorboard and not is_tensorboard_available():
+        # accelerate would only warn and track nothing
+        raise ConfigError("logging.tensorboard=true needs the tensorboard package: pip install tensorboard, "
+                          "or pass --logging.tensorboard false")
     set_seed(cfg.optim.seed)
     return accelerator
 
