@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from abcgen import _lazy_registration
 from abcgen.errors import (
     AbcgenError,
     AbcParseError,
@@ -16,6 +17,11 @@ from abcgen.errors import (
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+# ``import abcgen`` makes ``pipeline("abc-generation", model=...)`` work (no remote code), registering the
+# task when transformers' pipelines are imported (see _lazy_registration for why not right now).
+_lazy_registration.install()
 
 __all__ = [
     "AbcgenError",

@@ -122,6 +122,40 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import pipeline
+
+    from abcgen.generation.pipeline import TASK
+
+    torch.set_num_threads(max(1, args.threads))
+    pipe = pipeline(TASK, model=str(args.model))
+    prompt = args.prompt.read_text(encoding="utf-8") if args.prompt else None
+    conditions = {name: getattr(args, name) for name in ("key", "meter", "unit_length", "rhythm", "origin",
+                                                          "composer", "tempo", "bars", "form")}
+    tunes = pipe(prompt, **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
+                 temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                 constrained=not args.unconstrained, pickup=args.pickup)
+    args.out.mkdir(parents=True, exist_ok=True)
+    formats = [f for f in args.render.split(",") if f] if args.render else []
+    summary = []
+    for index, tune in enumerate(tunes):
+        path = args.out / f"tune_{index:02d}.abc"
+        path.write_text(tune["abc"], encoding="utf-8")
+        entry = {"file": str(path), **{k: tune[k] for k in ("valid", "problems", "conditions", "constrained")},
+                 "num_bars": len(tune["bars"])}
+        if formats:
+            from abcgen.render import render_abc
+
+            entry["rendered"] = {fmt: str(p) for fmt, p in render_abc(tune["abc"], path.with_suffix(""), formats).items()}
+        summary.append(entry)
+    valid = sum(t["valid"] for t in tunes)
+    (args.out / "summary.json").write_text(json.dumps({"model": str(args.model), "valid": valid, "num": len(tunes),
+                                                        "tunes": summary}, indent=1), encoding="utf-8")
+    print(f"{valid} of {len(tunes)} tunes valid; written to {args.out}")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from abcgen.corpus.sources import read_text
     from abcgen.notation.bars import check_bars
@@ -211,6 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--midi", action="store_true", help="also write MIDI through abc2midi")
     sample.add_argument("--out", type=Path, required=True)
     sample.set_defaults(func=_sample)
+
+    gen = commands.add_parser("generate", help="generate conditioned tunes through the abc-generation pipeline")
+    gen.add_argument("--model", required=True, help="model folder (train/finetune.py final/) or hub id")
+    for name in ("key", "meter", "unit-length", "rhythm", "origin", "composer", "tempo", "form"):
+        gen.add_argument(f"--{name}", default=None)
+    gen.add_argument("--bars", type=int, default=None, help="number of bars of the tune")
+    gen.add_argument("--pickup", default=None, help="length of a pickup bar as a fraction of a whole note, e.g. 1/8")
+    gen.add_argument("--prompt", type=Path, default=None, help="an ABC file with the opening bars to continue")
+    gen.add_argument("--num", type=int, default=4)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for the requested bars")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
+    gen.add_argument("--render", default="", help="also render: comma-separated mid,wav,flac,svg,png")
+    gen.add_argument("--threads", type=int, default=1)
+    gen.add_argument("--out", type=Path, required=True)
+    gen.set_defaults(func=_generate)
 
     check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
     check.add_argument("files", nargs="+")

@@ -1,0 +1,303 @@
+"""The ``abc-generation`` pipeline: conditions (and/or an opening melody) in, checked ABC tunes out.
+
+    import abcgen
+    from transformers import pipeline
+
+    pipe = pipeline("abc-generation", model="runs/quickstart/lora/final")
+    tunes = pipe(key="D", meter="6/8", rhythm="jig", bars=16, num_return_sequences=4, seed=0)
+    tunes[0]["abc"], tunes[0]["valid"], tunes[0]["bars"]
+
+How a call works:
+
+1. **Conditions** are checked against ``control_vocabulary.json`` saved with the model (an unknown value
+   is an ``UnknownConditionError`` listing the valid ones; a key/meter/rhythm combination never seen in
+   training only warns) and become the control prefix the model was trained with.
+2. **The header is written by the pipeline**, not sampled: ``X:1``, ``M:``, ``L:``, ``K:`` with the
+   requested values (``K:`` last), so the requested key and meter are in every tune by construction.
+   A melody ``prompt`` (whole bars of ABC) continues the body.
+3. **Decoding** is constrained by default (``abcgen.generation.constraints``): every complete bar has the
+   meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
+   ``constrained=False`` samples freely (for comparison).
+4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Pipeline
+
+from abcgen.controls import CONTROL_NAMES, ControlVocabulary, bars_bucket
+from abcgen.errors import AbcgenError, AbcParseError, ConfigError
+from abcgen.notation.keys import format_key, parse_key
+from abcgen.notation.lexer import default_unit_length, parse_fraction
+
+log = logging.getLogger(__name__)
+
+TASK = "abc-generation"
+
+
+class UnknownConditionError(ConfigError):
+    """A condition name or value the model was not trained with; the message lists the valid ones."""
+
+
+class GenerationBudgetError(ConfigError):
+    """``max_new_tokens`` cannot hold the requested tune; raised before generating."""
+
+
+def load_control_vocabulary(name_or_path: str | Path) -> ControlVocabulary:
+    """The vocabulary saved with a model: a local folder, or a hub repository (cached or downloadable)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not (path / "control_vocabulary.json").is_file():
+            raise ConfigError(f"model folder {str(path)!r} has no control_vocabulary.json: it was not trained "
+                              "by train/finetune.py (or was copied without it); conditions cannot be checked")
+        return ControlVocabulary.load(path)
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return ControlVocabulary.load(hf_hub_download(str(name_or_path), "control_vocabulary.json"))
+    except Exception as exc:  # offline, missing file, private repo: one clear message
+        raise ConfigError(f"cannot read control_vocabulary.json of model {str(name_or_path)!r}: {exc}") from exc
+
+
+def _label(name: str, value: Any) -> str:
+    """User spelling -> the corpus label: ``key="D"`` -> ``"D major"``, ``bars=16`` -> ``"16"``."""
+    if name == "key":
+        return parse_key(str(value)).label
+    if name == "bars":
+        return bars_bucket(int(value))
+    if name in ("rhythm", "origin", "composer", "tempo"):
+        return str(value).strip().lower()
+    return str(value).strip()
+
+
+class AbcGenerationPipeline(Pipeline):
+    """``pipeline("abc-generation", model=...)``; see the module docstring."""
+
+    _load_tokenizer = True
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.vocabulary = load_control_vocabulary(self.model.name_or_path)
+
+    def __call__(self, prompt: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:  # type: ignore[override]
+        """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree)."""
+        return super().__call__(prompt or "", **kwargs)
+
+    # --- parameters ------------------------------------------------------------------------------------
+
+    def _sanitize_parameters(
+        self,
+        key: str | None = None,
+        meter: str | None = None,
+        unit_length: str | None = None,
+        rhythm: str | None = None,
+        origin: str | None = None,
+        composer: str | None = None,
+        tempo: str | None = None,
+        bars: int | None = None,
+        form: str | None = None,
+        pickup: str | None = None,
+        num_return_sequences: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+        constrained: bool = True,
+        **unknown: Any,
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        if unknown:
+            raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
+                                        f"{', '.join(CONTROL_NAMES)}, plus num_return_sequences, temperature, "
+                                        "top_p, max_new_tokens, seed, constrained, pickup")
+        requested = {"key": key, "meter": meter, "unit_length": unit_length, "rhythm": rhythm, "origin": origin,
+                     "composer": composer, "tempo": tempo, "bars": bars, "form": form}
+        conditions = {name: value for name, value in requested.items() if value not in (None, "")}
+        preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens}
+        forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
+                   "seed": seed, "constrained": constrained}
+        return preprocess, forward, {}
+
+    def check_conditions(self, conditions: dict[str, Any]) -> dict[str, str]:
+        """Conditions as corpus labels, each checked against the model's vocabulary."""
+        labels: dict[str, str] = {}
+        for name, value in conditions.items():
+            if name not in self.vocabulary.values:
+                raise UnknownConditionError(f"condition {name!r} is not one the model knows; it knows "
+                                            f"{', '.join(self.vocabulary.values)}")
+            label = _label(name, value)
+            valid = [v for v in self.vocabulary.values[name] if v != "other"]
+            if label not in self.vocabulary.values[name] or label == "other":
+                raise UnknownConditionError(f"{name}={value!r} (label {label!r}) was not seen in training; valid "
+                                            f"values: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
+            labels[name] = label
+        combination = "|".join(labels.get(n, "") for n in ("key", "meter", "rhythm"))
+        if all(labels.get(n) for n in ("key", "meter", "rhythm")) and combination not in self.vocabulary.combinations:
+            warnings.warn(f"the combination key/meter/rhythm = {combination} never occurs in the training data; "
+                          "the model may follow it loosely", stacklevel=3)
+        return labels
+
+    # --- preprocess: prompt ids and the tune's frame ------------------------------------------------------
+
+    def preprocess(self, prompt: str, conditions: dict[str, Any], pickup: str | None,
+                   max_new_tokens: int | None) -> dict[str, Any]:
+        from abcgen.tokenization.extend import abc_to_ids
+        from abcgen.training.data import bos_ids
+
+        frame = self._frame(prompt, conditions, pickup)
+        labels = self.check_conditions({k: v for k, v in conditions.items() if k in self.vocabulary.values})
+        prefix = self.vocabulary.prefix(labels)
+        header = (f"X:1\nM:{frame['meter_text']}\nL:{frame['unit_text']}\nK:{frame['key_text']}\n")
+        ids = bos_ids(self.tokenizer) + abc_to_ids(self.tokenizer, prefix) + abc_to_ids(self.tokenizer, header + frame["body"])
+        if max_new_tokens is None:
+            # Room for the requested bars: ~12 tokens a bar is generous for folk tunes at L:1/8.
+            max_new_tokens = max(64, 12 * int(frame["bars"] or 32) + 16)
+        return {"input_ids": torch.tensor([ids]), "frame": frame, "labels": labels, "header": header,
+                "max_new_tokens": max_new_tokens}
+
+    def _frame(self, prompt: str, conditions: dict[str, Any], pickup: str | None) -> dict[str, Any]:
+        """Meter, unit length, key, bars and the melody prompt's body, all checked before generating."""
+        from abcgen.notation.bars import check_bars
+        from abcgen.notation.structure import repeat_problems
+        from abcgen.notation.tune import normalise_tune
+
+        body = ""
+        prompt = prompt.strip("\n")
+        header_meter = header_key = header_unit = None
+        if prompt:
+            text = prompt if re.search(r"^K:", prompt, re.MULTILINE) else (
+                f"X:1\nM:{conditions.get('meter', '4/4')}\nL:{conditions.get('unit_length', '1/8')}\n"
+                f"K:{conditions.get('key', 'C')}\n{prompt}\n")
+            try:
+                tune = normalise_tune(text)
+            except AbcParseError as exc:
+                raise AbcParseError(f"the melody prompt is not valid ABC: {exc.reason}", line=exc.line,
+                                    column=exc.column, bar=exc.bar) from exc
+            header_meter, header_key, header_unit = tune.get("M"), tune.get("K"), tune.get("L")
+            events = tune.events()
+            report = check_bars(events, tune.unit_length, tune.meter)
+            problems = [str(p) for p in report.problems] + repeat_problems(events)
+            if problems:
+                raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
+            if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
+                raise AbcParseError("the melody prompt must end with a bar line: give whole bars to continue")
+            body = tune.body.rstrip().removesuffix("|]").rstrip() + "\n"
+            body = body if body.endswith(("|\n", ":\n")) else body.rstrip("\n") + "|\n"
+        meter_text = str(conditions.get("meter") or header_meter or "4/4")
+        if header_meter and conditions.get("meter") and parse_fraction(header_meter) != parse_fraction(meter_text):
+            raise ConfigError(f"the melody prompt is in M:{header_meter} but meter={meter_text!r} was requested")
+        meter = parse_fraction(meter_text)
+        if meter is None:
+            raise ConfigError(f"meter={meter_text!r} cannot be read (e.g. '6/8', '4/4', 'C'); free meter cannot be "
+                              "generated bar by bar")
+        unit_text = str(conditions.get("unit_length") or header_unit or _fraction_text(default_unit_length(meter)))
+        unit = parse_fraction(unit_text)
+        if unit is None:
+            raise ConfigError(f"unit_length={unit_text!r} cannot be read (e.g. '1/8')")
+        key = parse_key(str(conditions.get("key") or header_key or "C"))
+        if header_key and conditions.get("key") and parse_key(header_key).label != key.label:
+            raise ConfigError(f"the melody prompt is in K:{header_key} but key={conditions['key']!r} was requested")
+        pickup_length = parse_fraction(pickup) if pickup else Fraction(0)
+        if pickup and (pickup_length is None or not 0 < pickup_length < meter):
+            raise ConfigError(f"pickup={pickup!r} must be a fraction of a whole note shorter than the bar ({meter})")
+        bars = conditions.get("bars")
+        form = conditions.get("form")
+        if form is not None and not re.fullmatch(r"[A-Z]+", str(form)):
+            raise ConfigError(f"form={form!r}: give section letters such as 'AABB' or 'ABAC'")
+        if bars is not None and form and int(bars) % len(form):
+            raise ConfigError(f"bars={bars} cannot be split into the {len(form)} sections of form {form!r}")
+        prompt_bars = body.count("|") - body.count("||") if body else 0
+        return {"meter": meter, "meter_text": meter_text, "unit": unit, "unit_text": unit_text,
+                "key": key, "key_text": format_key(key), "bars": int(bars) if bars is not None else None,
+                "form": form, "pickup": pickup_length or Fraction(0), "body": body, "prompt_bars": prompt_bars}
+
+    # --- forward: batched, seeded generation ---------------------------------------------------------------
+
+    def _forward(self, model_inputs: dict[str, Any], num_return_sequences: int, temperature: float, top_p: float,
+                 seed: int | None, constrained: bool) -> dict[str, Any]:
+        from transformers import LogitsProcessorList
+
+        input_ids = model_inputs["input_ids"].to(self.model.device).repeat(num_return_sequences, 1)
+        frame, max_new_tokens = model_inputs["frame"], model_inputs["max_new_tokens"]
+        processors = LogitsProcessorList()
+        if constrained:
+            from abcgen.generation.constraints import AbcConstraint, AbcLogitsProcessor
+
+            try:
+                constraints = [
+                    AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"],
+                                  key=frame["key_text"], num_bars=_remaining_bars(frame),
+                                  max_new_tokens=max_new_tokens, pickup=frame["pickup"] if not frame["body"] else 0,
+                                  form=frame["form"])
+                    for _ in range(num_return_sequences)
+                ]
+            except ConfigError as exc:
+                raise GenerationBudgetError(str(exc)) from exc
+            processors.append(AbcLogitsProcessor(constraints, [input_ids.shape[1]] * num_return_sequences))
+        rng_state = torch.random.get_rng_state()
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            output = self.model.generate(
+                input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True, temperature=temperature,
+                top_p=top_p, max_new_tokens=max_new_tokens, logits_processor=processors,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            )
+        finally:
+            if seed is not None:
+                torch.random.set_rng_state(rng_state)
+        return {"generated": output[:, input_ids.shape[1]:].cpu(), **model_inputs, "constrained": constrained}
+
+    # --- postprocess: text, checks, report --------------------------------------------------------------
+
+    def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        from abcgen.generation.sampling import check_sample
+        from abcgen.tokenization.extend import ids_to_abc
+
+        frame = model_outputs["frame"]
+        results = []
+        for row in model_outputs["generated"]:
+            abc = model_outputs["header"] + frame["body"] + ids_to_abc(self.tokenizer, row.tolist())
+            abc = abc.rstrip() + "\n"
+            valid, problems, bars = check_sample(abc, with_bars=True)
+            results.append({"abc": abc, "valid": valid, "problems": problems, "conditions": model_outputs["labels"],
+                            "bars": bars, "constrained": model_outputs["constrained"]})
+        return results
+
+
+def _remaining_bars(frame: dict[str, Any]) -> int | None:
+    if frame["bars"] is None:
+        return None
+    remaining = frame["bars"] - frame["prompt_bars"]
+    if remaining < 1:
+        raise ConfigError(f"the melody prompt already has {frame['prompt_bars']} bars; bars={frame['bars']} leaves "
+                          "nothing to generate")
+    return remaining
+
+
+def _fraction_text(value: Fraction) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
+def register_pipeline() -> None:
+    """Register ``abc-generation`` with transformers (``import abcgen`` does it)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    if TASK not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AbcGenerationPipeline, pt_model=AutoModelForCausalLM,
+                                            type="text")
+
+
+__all__ = ["AbcGenerationPipeline", "AbcgenError", "GenerationBudgetError", "UnknownConditionError",
+           "load_control_vocabulary", "register_pipeline"]
