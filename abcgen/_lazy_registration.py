@@ -8,6 +8,7 @@ after it is first imported (``from transformers import pipeline`` does that).
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -18,9 +19,10 @@ _TARGET = "transformers.pipelines"
 
 
 def _register() -> None:
-    from abcgen.generation.pipeline import register_pipeline
-
-    register_pipeline()
+    # Importing the pipeline module registers the task (its last line). When that module is the one whose
+    # own ``from transformers import Pipeline`` triggered this hook, it is half-imported: import_module
+    # returns it as is, and it registers itself when it finishes.
+    importlib.import_module("abcgen.generation.pipeline")
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

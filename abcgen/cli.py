@@ -259,10 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for the requested bars")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
-    gen.add_argument("--render", default="", help="also render: comma-separated mid,wav,flac,svg,png")
+    gen.add_argument("--render", default="", help="also render: comma-separated mid,wav,flac,ogg,svg,png")
     gen.add_argument("--threads", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
     gen.set_defaults(func=_generate)
+
+    from abcgen.render import add_render_arguments
+
+    add_render_arguments(commands.add_parser("render", help="render ABC tunes to mid, wav, flac, ogg, svg, png"))
 
     check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
     check.add_argument("files", nargs="+")

@@ -332,10 +332,18 @@ def _stack_pages(pages: list[str]) -> str:
 
 def _render_svg(abc: str, name: str) -> str:
     """The tune engraved by verovio, as SVG text (see the module docstring)."""
+    from abcgen.notation.events import CHORD, NOTE
     from abcgen.notation.musicxml import abc_to_musicxml
     from abcgen.notation.tune import normalise_tune
 
     tune = normalise_tune(abc, name=name)  # AbcParseError, saying where, for ABC that cannot be read
+    if not any(event.kind in (NOTE, CHORD) for event in tune.events()):
+        dropped = "; ".join(tune.dropped)[-300:]
+        raise AbcParseError(
+            "no notes left to engrave once the tune is normalised"
+            + (f" (dropped as not music: {dropped})" if dropped else ""),
+            tune=name,
+        )
     text = tune.to_abc()
     if _is_multi_voice(tune):
         try:

@@ -5,11 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${ABCGEN_VENV:-.venv}"
 
-# System tools: abc2midi (abcmidi) is the strict ABC checker and ABC -> MIDI converter.
-if ! command -v abc2midi >/dev/null 2>&1; then
+# System tools: abc2midi (abcmidi) is the strict ABC checker and ABC -> MIDI converter; fluidsynth with
+# the General MIDI soundfont renders audio; libcairo2 lets cairosvg turn sheet music into PNG.
+# --no-install-recommends: fluidsynth recommends qsynth, which pulls in Qt and GTK.
+if ! command -v abc2midi >/dev/null 2>&1 || ! command -v fluidsynth >/dev/null 2>&1 \
+    || [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || ! ldconfig -p | grep -q libcairo.so.2; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq abcmidi >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    abcmidi fluidsynth fluid-soundfont-gm libcairo2 >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -29,9 +29,9 @@ from abcgen.notation.musicxml import musicxml_to_abc
 from abcgen.notation.tune import normalise_tune, split_tunes
 
 ALL = ("mid", "wav", "flac", "ogg", "svg", "png")
-# A lexer-valid tune, and one with an unterminated !decoration! that aborts verovio's ABC importer.
+# A small valid tune, and one with an unterminated !decoration! that aborts verovio's ABC importer.
 SMALL = "X:1\nT:Small\nM:6/8\nL:1/8\nK:D\n|:DFA dfa|gfe dcB:|\n"
-CRASHES_VEROVIO = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF !trill GABc|\n"
+CRASHES_VEROVIO = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\nCDEF GA!Bc|\n"
 
 
 def _first_oneill() -> str:
@@ -72,12 +72,17 @@ def _wav(path: Path) -> tuple[np.ndarray, int, int]:
 
 
 def _staff_line_rows(png: Path) -> list[int]:
-    """Top rows of the horizontal staff lines: runs of rows whose pixels are mostly dark across the
-    middle of the image (notes, stems and text never cover half the width)."""
-    gray = np.asarray(Image.open(png).convert("L"), dtype=np.int16)
-    h, w = gray.shape
-    dark = (gray[:, w // 10: w - w // 10] < 128).mean(axis=1) > 0.5
-    return [y for y in range(h) if dark[y] and (y == 0 or not dark[y - 1])]
+    """Top rows of the horizontal staff lines: runs of rows holding an unbroken dark segment at least
+    15 % of the image wide (a short last system included; beams, ledger lines and text are shorter)."""
+    dark = np.asarray(Image.open(png).convert("L"), dtype=np.int16) < 128
+    min_run = 0.15 * dark.shape[1]
+
+    def longest_run(row: np.ndarray) -> int:
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], row.astype(np.int8), [0]))))
+        return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+
+    line = [longest_run(row) >= min_run for row in dark]
+    return [y for y in range(len(line)) if line[y] and (y == 0 or not line[y - 1])]
 
 
 def test_outputs_named_after_the_stem_in_order(jig):
@@ -254,5 +259,8 @@ def test_tool_failures_name_the_tune(tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match="X:3 Crash.*exit status"):
         render._run_verovio(CRASHES_VEROVIO, "abc", "X:3 Crash")
     # render_abc reads the tune itself first and says where it is broken.
-    with pytest.raises(AbcParseError, match="decoration"):
+    with pytest.raises(AbcParseError, match="unterminated decoration.*column 8"):
         render.render_abc(CRASHES_VEROVIO, tmp_path / "t", ["svg"])
+    # A body the normaliser drops entirely (it reads like prose) is an error, not a blank score.
+    with pytest.raises(AbcParseError, match="no notes left to engrave"):
+        render.render_abc(CRASHES_VEROVIO.replace("GA!Bc", "!trill GABc"), tmp_path / "t", ["svg"])

@@ -125,3 +125,32 @@ def tiny_causal_lm(vocab_size: int, tied: bool, seed: int = 0):
         with torch.no_grad():
             model.get_output_embeddings().weight.normal_(0.0, 1.0)
     return model
+
+
+def tiny_music_model_folder(folder: str | Path, seed: int = 0) -> Path:
+    """A saved, untrained model folder as train/finetune.py writes one: a music tokenizer over the tiny
+    base, a random 2-layer Llama sized to it, and a control vocabulary. For pipeline tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from abcgen.controls import ControlVocabulary
+    from abcgen.tokenization.extend import build_music_tokenizer
+    from abcgen.tokenization.units import load_default_spec
+
+    folder = Path(folder)
+    rows = [{"key": k, "meter": m, "unit_length": "1/8", "rhythm": r, "num_bars": 16}
+            for k in ("D major", "G major", "A dorian", "E minor") for m, r in (("6/8", "jig"), ("4/4", "reel"),
+                                                                               ("3/4", "waltz"), ("2/4", "polka"))
+            for _ in range(5)]
+    vocab = ControlVocabulary.from_rows(rows, min_count=1)
+    base = tiny_base_tokenizer(folder / "_base")
+    tokenizer = build_music_tokenizer(base, load_default_spec(), vocab)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=-(-len(tokenizer) // 64) * 64, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    vocab.save(folder)
+    return folder

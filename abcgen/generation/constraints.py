@@ -8,7 +8,8 @@ token budget; everything else gets ``-inf``.
 **The grammar (a safe subset of ABC).** Each token the model may emit in the body is one complete unit,
 read once per tokenizer by lexing every vocabulary entry's text with ``abcgen.notation.lexer.lex_body``:
 
-* a single note or rest (``A``, ``^c'``, ``B,2``, ``d3/``, ``z4``) with its duration in ``L:`` units;
+* a single note or rest (``A``, ``^c'``, ``B,2``, ``d3/``, ``z4``) with its duration in ``L:`` units
+  (not ``C'`` or ``c,``: legal ABC, but abc2midi rejects octave marks against the letter's case);
 * a single bar line of the kinds ``|  ||  |]  |:  :|  ::`` (``:||`` counts as ``:|``, ``:|:`` as ``::``),
   a first ending ``|1``/``|[1`` or a second ending ``:|2``/``:|[2``;
 * a run of spaces, a newline, EOS (and pad after EOS).
@@ -55,7 +56,7 @@ a bar line beginning with ``:`` (``A:|`` would read as a header field ``A:``).
 **Speed.** The token table, one boolean vocabulary mask per note length and per unit class are built
 once per tokenizer; the mask of each state (remaining bar length, phase, budget slack capped where it
 stops mattering) is built once and cached, shared by all constraints of the same settings. A step costs
-a few dictionary look-ups per row in Python and one ``torch.where`` over the batch.
+a few dictionary look-ups per row in Python, one ``stack`` and one ``masked_fill`` over the batch.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ BAR_KINDS: dict[str, str] = {
 # Texts worth lexing (cheap filter before the lexer): note/rest/bar characters, or spaces, or a newline.
 _CANDIDATE_RE = re.compile(r"[A-Ga-gz_^=,'/0-9|:\[\]]+| +|\n")
 _LETTER_RE = re.compile(r"[A-Za-z]")
+# Legal ABC that abc2midi rejects ("Bad pitch specifier"): octave marks against the letter's case.
+_WRONG_OCTAVE_RE = re.compile(r"[A-G][',]*'|[a-g][',]*,")
 
 # Repeat states (free mode): no repeat open, repeat open, inside a first ending, inside a second ending.
 R0, R1, E1, E2 = "none", "open", "first", "second"
@@ -130,6 +133,8 @@ def parse_unit(text: str) -> tuple[int, Any]:
     if len(events) != 1 or events[0].text != text:
         return OTHER, None
     event = events[0]
+    if event.kind == ev.NOTE and _WRONG_OCTAVE_RE.search(text):
+        return OTHER, None
     if event.kind == ev.NOTE or (event.kind == ev.REST and text[0] == "z"):
         if event.duration is not None and event.duration > 0:
             return NOTE, event.duration
@@ -265,7 +270,8 @@ class AbcConstraint:
     ``Fraction(1, 8)``); ``pickup`` 0 means no pickup bar. ``key`` is the ``K:`` value written in the
     prompt (checked, not otherwise used: the body grammar does not depend on it). ``num_bars`` is the
     number of full bars to write (``None``: the model decides, within the budget); ``max_new_tokens`` the
-    budget given to ``generate``; ``form`` e.g. ``"AABB"`` (see the module docstring). Raises
+    budget given to ``generate``; ``form`` e.g. ``"AABB"`` (see the module docstring); ``open_repeat``:
+    the body continues a melody prompt that opened a ``|:`` it did not close (the model must close it). Raises
     ``ConfigError`` when the settings contradict each other or the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -283,6 +289,7 @@ class AbcConstraint:
         max_new_tokens: int,
         pickup: Fraction = Fraction(0),
         form: str | None = None,
+        open_repeat: bool = False,
     ) -> None:
         meter, unit_length, pickup = Fraction(meter), Fraction(unit_length), Fraction(pickup or 0)
         if meter <= 0 or unit_length <= 0:
@@ -298,11 +305,14 @@ class AbcConstraint:
             parse_key(key)
         except AbcParseError as exc:
             raise ConfigError(f"key={key!r}: {exc.reason}") from exc
+        if open_repeat and form:
+            raise ConfigError("open_repeat (a melody prompt that left a |: open) cannot be combined with form")
         if form and num_bars is None:
             raise ConfigError(f"form={form!r} needs a number of bars to split into sections")
         self.vocab = music_vocabulary(tokenizer)
         self.meter, self.unit_length, self.pickup = meter, unit_length, pickup
         self.key, self.num_bars, self.max_new_tokens, self.form = key, num_bars, max_new_tokens, form or None
+        self.open_repeat = bool(open_repeat)
         bar_units, pickup_units = meter / unit_length, pickup / unit_length
         usable = [d for d in self.vocab.durations if d <= bar_units]
         denominator = math.lcm(bar_units.denominator, pickup_units.denominator, *(d.denominator for d in usable))
@@ -320,7 +330,14 @@ class AbcConstraint:
         self.sections = parse_form(form, num_bars) if form and num_bars is not None else []
         self.boundaries = self._boundaries()
         self._extra_ge = self._extra_suffix()
+        # The budget slack beyond which a state's mask no longer changes: at a bar line, the dearest
+        # choice (a first ending needs two more bars); inside a bar, the dearest note for that remainder.
         self._cap = max(f for f in self.fill if f < _INF) + 2 * (self.full_cost + 1) + 4
+        self._note_cap = [
+            max([1] + [self.fill[r - d] + 1 - self.fill[r] for d in self.dur_steps if d <= r and self.fill[r - d] < _INF])
+            if self.fill[r] < _INF else 1
+            for r in range(self.bar_steps + 1)
+        ]
         self._cache = _shared_cache(self)
         self.reset()
         needed = self.min_tokens_to_finish()
@@ -385,7 +402,7 @@ class AbcConstraint:
     def reset(self) -> None:
         """Back to the start of the body."""
         pending = ("|:",) if self.sections and self.sections[0].repeated and not self.pickup_steps else ()
-        self.state = _State(pending=pending, in_pickup=bool(self.pickup_steps))
+        self.state = _State(pending=pending, in_pickup=bool(self.pickup_steps), repeat=R1 if self.open_repeat else R0)
 
     # --- costs ---
 
@@ -425,7 +442,7 @@ class AbcConstraint:
         """The state after bar line ``kind`` at a full bar (or at the start of the body), None if not allowed."""
         ns = replace(s, filled=0, last="bar", can_end=False)
         if s.last == "start" and s.filled == 0 and not s.in_pickup:
-            if kind == "|:" and not self.sections and not self.pickup_steps:
+            if kind == "|:" and not self.sections and not self.pickup_steps and s.repeat == R0:
                 ns.repeat = R1
                 return ns
             return None
@@ -497,13 +514,15 @@ class AbcConstraint:
             return ("closed",)
         if s.pending:
             return ("pending", s.pending[0])
-        slack = min(self._slack(s), self._cap)
+        slack = self._slack(s)
         target = self.pickup_steps if s.in_pickup else self.bar_steps
         remaining = target - s.filled
         if remaining == 0:
             bars = s.bars_done if self.num_bars is not None else None
-            return ("boundary", s.in_pickup, bars, s.repeat, s.last, slack)
-        return ("bar", remaining, s.in_pickup, s.last, s.can_end, s.repeat if s.last == "start" else None, slack)
+            return ("boundary", s.in_pickup, bars, s.repeat, s.last, min(slack, self._cap))
+        cap = self._note_cap[remaining] + (self.full_cost + 2 if s.can_end else 0)
+        return ("bar", remaining, s.in_pickup, s.last, s.can_end, s.repeat if s.last == "start" else None,
+                min(slack, cap))
 
     def _decide(self, s: _State) -> _Decision:
         key = self._key(s)
@@ -564,8 +583,9 @@ class AbcConstraint:
         """Sorted ids of the tokens allowed next."""
         return sorted(self._decide(self.state).allowed)
 
-    def device_mask(self, device: torch.device, width: int) -> torch.Tensor:
-        """``allowed_mask()`` on ``device``, padded with False to ``width`` (the model's vocabulary size)."""
+    def device_mask(self, device: torch.device, width: int, *, blocked: bool = False) -> torch.Tensor:
+        """``allowed_mask()`` on ``device``, padded with False to ``width`` (the model's vocabulary size);
+        ``blocked=True`` gives its complement (the tokens to mask). Cached per state, device and width."""
         key = self._key(self.state)
         dkey = (key, device, width)
         cached = self._cache.get(dkey)
@@ -576,8 +596,9 @@ class AbcConstraint:
             mask = decision.mask
             if width > mask.numel():
                 mask = torch.cat([mask, torch.zeros(width - mask.numel(), dtype=torch.bool)])
-            cached = self._cache[dkey] = mask[:width].to(device)
-        return cached
+            mask = mask[:width].to(device)
+            cached = self._cache[dkey] = (mask, ~mask)
+        return cached[1] if blocked else cached[0]
 
     def advance(self, token_id: int) -> None:
         """Feed one generated token. Raises ``ConstraintViolation`` for a token that is not allowed."""
@@ -629,7 +650,7 @@ _SHARED: dict[tuple[Any, ...], dict[tuple[Any, ...], Any]] = {}
 
 def _shared_cache(c: AbcConstraint) -> dict[tuple[Any, ...], Any]:
     """One mask cache for all constraints with the same vocabulary and settings."""
-    key = (id(c.vocab), c.vocab.size, c.meter, c.unit_length, c.pickup, c.num_bars, c.form)
+    key = (id(c.vocab), c.vocab.size, c.meter, c.unit_length, c.pickup, c.num_bars, c.form, c.open_repeat)
     cache = _SHARED.get(key)
     if cache is None or cache.get("__vocab__") is not c.vocab:
         if len(_SHARED) > 256:
@@ -694,8 +715,8 @@ class AbcLogitsProcessor(LogitsProcessor):
                 for token_id in row[most - count:]:
                     c.advance(token_id)
         device, width = scores.device, scores.shape[-1]
-        allowed = torch.stack([c.device_mask(device, width) for c in constraints])
-        return torch.where(allowed, scores, torch.full_like(scores, -math.inf))
+        blocked = torch.stack([c.device_mask(device, width, blocked=True) for c in constraints])
+        return scores.masked_fill(blocked, -math.inf)
 
 
 __all__ = ["AbcConstraint", "AbcLogitsProcessor", "ConstraintViolation", "MusicVocabulary", "music_vocabulary",

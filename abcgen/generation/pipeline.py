@@ -34,6 +34,7 @@ import torch
 from transformers import Pipeline
 
 from abcgen.controls import CONTROL_NAMES, ControlVocabulary, bars_bucket
+from abcgen.corpus.labels import normalise_meter
 from abcgen.errors import AbcgenError, AbcParseError, ConfigError
 from abcgen.notation.keys import format_key, parse_key
 from abcgen.notation.lexer import default_unit_length, parse_fraction
@@ -137,6 +138,12 @@ class AbcGenerationPipeline(Pipeline):
                                             f"{', '.join(self.vocabulary.values)}")
             label = _label(name, value)
             valid = [v for v in self.vocabulary.values[name] if v != "other"]
+            if name == "bars" and label not in valid:
+                # The number of bars is enforced by constrained decoding; its control token is only a hint.
+                warnings.warn(f"bars={value} (bucket {label!r}) was not seen in training; generating without "
+                              "the bars control token (the constraint still writes exactly that many bars)",
+                              stacklevel=3)
+                continue
             if label not in self.vocabulary.values[name] or label == "other":
                 raise UnknownConditionError(f"{name}={value!r} (label {label!r}) was not seen in training; valid "
                                             f"values: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
@@ -187,6 +194,9 @@ class AbcGenerationPipeline(Pipeline):
             events = tune.events()
             report = check_bars(events, tune.unit_length, tune.meter)
             problems = [str(p) for p in report.problems] + repeat_problems(events)
+            if any("never closed" in p for p in problems):
+                raise AbcParseError("the melody prompt leaves a repeat open ('|:' without ':|'); continuing from "
+                                    "inside a repeat is not supported: close it or give the bars without '|:'")
             if problems:
                 raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
             if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
@@ -194,7 +204,9 @@ class AbcGenerationPipeline(Pipeline):
             body = tune.body.rstrip().removesuffix("|]").rstrip() + "\n"
             body = body if body.endswith(("|\n", ":\n")) else body.rstrip("\n") + "|\n"
         meter_text = str(conditions.get("meter") or header_meter or "4/4")
-        if header_meter and conditions.get("meter") and parse_fraction(header_meter) != parse_fraction(meter_text):
+        # Compare as written (C = 4/4): 6/8 and 3/4 have the same length but are different meters.
+        if header_meter and conditions.get("meter") and \
+                normalise_meter(parse_fraction(header_meter), header_meter) != normalise_meter(parse_fraction(meter_text), meter_text):
             raise ConfigError(f"the melody prompt is in M:{header_meter} but meter={meter_text!r} was requested")
         meter = parse_fraction(meter_text)
         if meter is None:
@@ -301,3 +313,7 @@ def register_pipeline() -> None:
 
 __all__ = ["AbcGenerationPipeline", "AbcgenError", "GenerationBudgetError", "UnknownConditionError",
            "load_control_vocabulary", "register_pipeline"]
+
+# Importing this module registers the task (abcgen/_lazy_registration.py imports it when transformers'
+# pipelines are first imported).
+register_pipeline()
