@@ -5,7 +5,8 @@
 #   2. train a byte-level BPE base tokenizer and extend it with music units and controls;
 #   3. train a small Llama from scratch on the base corpus (offline, there is no pretrained model to download);
 #   4. fine-tune it with LoRA on the Irish tunes with rhythm/key/meter controls;
-#   5. sample conditioned tunes, write ABC and MIDI, and print a report.
+#   5. generate conditioned jigs through the abc-generation pipeline (constrained decoding), render them
+#      to MIDI, WAV and PNG, and print a report.
 # To fine-tune a real hub model instead, skip 2-3 and run stage 4 with --model.name_or_path HUB_ID
 # (e.g. Qwen/Qwen2.5-0.5B; see train/configs/qwen2.5-0.5b-lora.yaml).
 set -euo pipefail
@@ -23,5 +24,6 @@ PY="$VENV/bin/python"
 "$ABCGEN" tokenizer build --base "$RUN/base-bpe" --data "$RUN/corpus-base" --out "$RUN/tokenizer-base" --units shipped
 "$PY" train/finetune.py --config train/configs/quickstart-base.yaml "$@"
 "$PY" train/finetune.py --config train/configs/quickstart-lora.yaml "$@"
-"$ABCGEN" sample --model "$RUN/lora/final" --conditions "rhythm=jig;meter=6/8" --num 4 --midi --out "$RUN/samples" --threads 2
+"$ABCGEN" generate --model "$RUN/lora/final" --rhythm jig --meter 6/8 --key D --bars 16 --num 4 \
+  --render mid,wav,png --out "$RUN/samples" --threads 2
 "$PY" scripts/quickstart_report.py "$RUN"

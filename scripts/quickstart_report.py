@@ -27,9 +27,12 @@ def main(root: str) -> int:
             + (f"; eval loss {eval_loss:.3f} (perplexity {summary['eval']['eval_perplexity']:.2f})" if eval_loss else "")
             + f"; {summary['parameters']['trainable']:,} of {summary['parameters']['total']:,} parameters trained"
         )
-    samples = json.loads((run / "samples" / "samples.json").read_text())
-    lines.append(f"samples: {samples['passed_bar_check']} of {samples['num']} generated tunes pass the bar check "
-                 f"(plain sampling, no constrained decoding); ABC and MIDI in {run / 'samples'}")
+    summary = json.loads((run / "samples" / "summary.json").read_text())
+    lines.append(f"generated: {summary['valid']} of {summary['num']} conditioned tunes valid (constrained decoding); "
+                 f"ABC, MIDI, WAV and PNG in {run / 'samples'}")
+    for tune in summary["tunes"]:
+        lines.append(f"  {Path(tune['file']).name}: {tune['conditions']}, {tune['num_bars']} bars, "
+                     f"{'valid' if tune['valid'] else 'INVALID: ' + '; '.join(tune['problems'][:2])}")
     print("\n".join(lines))
     return 0
 

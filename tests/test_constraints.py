@@ -110,16 +110,24 @@ def test_bar_arithmetic_and_final_bar(tok) -> None:
     c.advance(tok.pad_token_id)
 
 
-def test_unfillable_remainders_are_masked(tok) -> None:
-    # Only 4 grid steps of 1/4 unit: after 'A3/2' in 3/4 at L:1/4 (3 units), 3/2 units are left; every
-    # note must leave a remainder the vocabulary can still fill, and the line may end only at the bar.
-    c = make(tok, meter=F(3, 4), unit_length=F(1, 4))
-    c.advance(one(tok, "A3/2"))
-    vocab = music_vocabulary(tok)
-    for i in c.allowed_ids():
-        if vocab.cls[i] == 1:
-            assert vocab.durations[vocab.dur_index[i]] <= F(3, 2)
-    assert "A2" not in texts(tok, c) and "B/" in texts(tok, c)
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory):
+    return tiny_base_tokenizer(tmp_path_factory.mktemp("base_small"))
+
+
+def test_unfillable_remainders_are_masked(base) -> None:
+    # Note lengths 1 (the base's single letters) and 3/2 only: in a 3-unit bar, A3/2 then A would leave
+    # 1/2, which nothing fills, so A is masked there; at the start A is fine (1 + 1 + 1).
+    small = build_music_tokenizer(base, ["A3/2", "B3/2", "|]"])
+    assert music_vocabulary(small).durations == (F(1), F(3, 2))
+    c = AbcConstraint(small, meter=F(3, 8), unit_length=F(1, 8), key="C", num_bars=2, max_new_tokens=50)
+    assert {"A", "A3/2"} <= texts(small, c)
+    c.advance(one(small, "A3/2"))
+    assert "B3/2" in texts(small, c) and "A" not in texts(small, c)
+    c.feed(ids(small, "B3/2|A"))
+    assert "A" in texts(small, c) and "A3/2" not in texts(small, c)  # 2 left: 3/2 would leave 1/2
+    with pytest.raises(ConfigError, match="no single-token notes that add up to a bar"):
+        AbcConstraint(small, meter=F(1, 16), unit_length=F(1, 8), key="C", num_bars=2, max_new_tokens=50)
 
 
 def test_repeats_and_endings(tok) -> None:
@@ -154,6 +162,7 @@ def test_pickup_and_form(tok) -> None:
     c = make(tok, meter=F(3, 4), pickup=F(1, 8), num_bars=2)
     vocab = music_vocabulary(tok)
     assert all(vocab.durations[vocab.dur_index[i]] <= 1 for i in c.allowed_ids() if vocab.cls[i] == 1)
+    assert not any(vocab.cls[i] == 4 for i in c.allowed_ids())  # no bar line before the pickup's notes
     c.advance(one(tok, "A"))
     assert {"|", "|:"} <= texts(tok, c)
     c.feed(ids(tok, "|d6|e6"))

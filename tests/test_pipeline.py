@@ -59,8 +59,9 @@ def test_melody_prompt_is_continued(pipe) -> None:  # noqa: ANN001
     for tune in tunes:
         assert "K:D\ndAF DFA|d2f e2d|" in tune["abc"] and tune["valid"], tune["problems"]
         assert len(tune["bars"]) == 8
-    with pytest.raises(AbcParseError, match="leaves a repeat open"):
-        pipe("|:dAF DFA|d2f e2d|", key="D", meter="6/8", bars=8)
+    # a prompt that stops inside a repeat: the constraint closes it
+    for tune in pipe("|:dAF DFA|d2f e2d|", key="D", meter="6/8", bars=8, num_return_sequences=2, seed=2):
+        assert tune["abc"].count("|:") == tune["abc"].count(":|") and tune["valid"], tune["problems"]
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
@@ -106,3 +107,16 @@ def test_fresh_process_loads_the_folder_and_the_cli_writes_files(model_dir: Path
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num"] == 2 and summary["valid"] == 2 and (out / "tune_00.abc").is_file()
+
+
+def test_only_trained_conditions_become_prefix_tokens(model_dir: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    limited = tmp_path / "limited"
+    shutil.copytree(model_dir, limited)
+    (limited / "abcgen_train_config.yaml").write_text("data:\n  conditions: [key, meter]\n", encoding="utf-8")
+    pipe = pipeline(TASK, model=str(limited))
+    tune = pipe(key="D", meter="6/8", bars=8, seed=0)[0]  # bars: enforced, no token needed
+    assert tune["valid"] and tune["conditions"] == {"key": "D major", "meter": "6/8"}
+    with pytest.raises(UnknownConditionError, match="trained without 'rhythm'"):
+        pipe(key="D", meter="6/8", rhythm="jig")

@@ -94,6 +94,7 @@ _WRONG_OCTAVE_RE = re.compile(r"[A-G][',]*'|[a-g][',]*,")
 # Repeat states (free mode): no repeat open, repeat open, inside a first ending, inside a second ending.
 R0, R1, E1, E2 = "none", "open", "first", "second"
 _INF = 10**9
+_MAX_CACHED = 20_000  # cached masks per settings before the cache is emptied
 
 
 class ConstraintViolation(AbcgenError, ValueError):
@@ -441,8 +442,8 @@ class AbcConstraint:
     def _bar_next(self, s: _State, kind: str) -> _State | None:
         """The state after bar line ``kind`` at a full bar (or at the start of the body), None if not allowed."""
         ns = replace(s, filled=0, last="bar", can_end=False)
-        if s.last == "start" and s.filled == 0 and not s.in_pickup:
-            if kind == "|:" and not self.sections and not self.pickup_steps and s.repeat == R0:
+        if s.filled == 0:  # no empty bars: the only bar line before a note is a |: opening the body
+            if s.last == "start" and kind == "|:" and not self.sections and not self.pickup_steps and s.repeat == R0:
                 ns.repeat = R1
                 return ns
             return None
@@ -528,6 +529,10 @@ class AbcConstraint:
         key = self._key(s)
         decision = self._cache.get(key)
         if decision is None:
+            if len(self._cache) > _MAX_CACHED:  # a bound for huge vocabularies; states repeat, so rarely hit
+                vocab = self._cache["__vocab__"]
+                self._cache.clear()
+                self._cache["__vocab__"] = vocab
             decision = self._cache[key] = self._build(s)
         return decision
 
@@ -587,18 +592,15 @@ class AbcConstraint:
         """``allowed_mask()`` on ``device``, padded with False to ``width`` (the model's vocabulary size);
         ``blocked=True`` gives its complement (the tokens to mask). Cached per state, device and width."""
         key = self._key(self.state)
-        dkey = (key, device, width)
+        dkey = (key, device, width, blocked)
         cached = self._cache.get(dkey)
         if cached is None:
-            decision = self._cache.get(key)
-            if decision is None:
-                decision = self._cache[key] = self._build(self.state)
-            mask = decision.mask
+            mask = self._decide(self.state).mask
             if width > mask.numel():
                 mask = torch.cat([mask, torch.zeros(width - mask.numel(), dtype=torch.bool)])
-            mask = mask[:width].to(device)
-            cached = self._cache[dkey] = (mask, ~mask)
-        return cached[1] if blocked else cached[0]
+            mask = mask[:width]
+            cached = self._cache[dkey] = (~mask if blocked else mask).to(device)
+        return cached
 
     def advance(self, token_id: int) -> None:
         """Feed one generated token. Raises ``ConstraintViolation`` for a token that is not allowed."""

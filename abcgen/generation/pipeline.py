@@ -44,6 +44,23 @@ log = logging.getLogger(__name__)
 TASK = "abc-generation"
 
 
+# Conditions the pipeline enforces itself (header, constraint): a model trained without their prefix token
+# still honours them.
+STRUCTURAL = ("key", "meter", "unit_length", "bars", "form")
+
+
+def trained_conditions(name_or_path: str | Path) -> tuple[str, ...]:
+    """The condition names the model saw as prefix tokens (``data.conditions`` of the saved training
+    config); every name when the folder has no training config."""
+    config = Path(name_or_path) / "abcgen_train_config.yaml"
+    if not config.is_file():
+        return CONTROL_NAMES
+    import yaml
+
+    data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data", {})
+    return tuple(data.get("conditions") or CONTROL_NAMES)
+
+
 class UnknownConditionError(ConfigError):
     """A condition name or value the model was not trained with; the message lists the valid ones."""
 
@@ -90,6 +107,7 @@ class AbcGenerationPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.vocabulary = load_control_vocabulary(self.model.name_or_path)
+        self.trained_conditions = trained_conditions(self.model.name_or_path)
 
     def __call__(self, prompt: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:  # type: ignore[override]
         """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree)."""
@@ -133,6 +151,12 @@ class AbcGenerationPipeline(Pipeline):
         """Conditions as corpus labels, each checked against the model's vocabulary."""
         labels: dict[str, str] = {}
         for name, value in conditions.items():
+            if name not in self.trained_conditions:
+                if name in STRUCTURAL:
+                    continue  # written into the header / enforced by the constraint; no prefix token
+                raise UnknownConditionError(f"the model was trained without {name!r} conditioning; it follows "
+                                            f"{', '.join(self.trained_conditions)} (and writes key, meter, "
+                                            "unit_length, bars and form into the tune itself)")
             if name not in self.vocabulary.values:
                 raise UnknownConditionError(f"condition {name!r} is not one the model knows; it knows "
                                             f"{', '.join(self.vocabulary.values)}")
@@ -179,6 +203,7 @@ class AbcGenerationPipeline(Pipeline):
         from abcgen.notation.tune import normalise_tune
 
         body = ""
+        open_repeat = False
         prompt = prompt.strip("\n")
         header_meter = header_key = header_unit = None
         if prompt:
@@ -193,10 +218,10 @@ class AbcGenerationPipeline(Pipeline):
             header_meter, header_key, header_unit = tune.get("M"), tune.get("K"), tune.get("L")
             events = tune.events()
             report = check_bars(events, tune.unit_length, tune.meter)
-            problems = [str(p) for p in report.problems] + repeat_problems(events)
-            if any("never closed" in p for p in problems):
-                raise AbcParseError("the melody prompt leaves a repeat open ('|:' without ':|'); continuing from "
-                                    "inside a repeat is not supported: close it or give the bars without '|:'")
+            repeats = repeat_problems(events)
+            # A prompt may stop inside a repeat ("|:dAF DFA|"): the constraint then has to close it.
+            open_repeat = any("never closed" in p for p in repeats)
+            problems = [str(p) for p in report.problems] + [p for p in repeats if "never closed" not in p]
             if problems:
                 raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
             if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
@@ -231,7 +256,8 @@ class AbcGenerationPipeline(Pipeline):
         prompt_bars = body.count("|") - body.count("||") if body else 0
         return {"meter": meter, "meter_text": meter_text, "unit": unit, "unit_text": unit_text,
                 "key": key, "key_text": format_key(key), "bars": int(bars) if bars is not None else None,
-                "form": form, "pickup": pickup_length or Fraction(0), "body": body, "prompt_bars": prompt_bars}
+                "form": form, "pickup": pickup_length or Fraction(0), "body": body, "prompt_bars": prompt_bars,
+                "open_repeat": open_repeat}
 
     # --- forward: batched, seeded generation ---------------------------------------------------------------
 
@@ -250,11 +276,13 @@ class AbcGenerationPipeline(Pipeline):
                     AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"],
                                   key=frame["key_text"], num_bars=_remaining_bars(frame),
                                   max_new_tokens=max_new_tokens, pickup=frame["pickup"] if not frame["body"] else 0,
-                                  form=frame["form"])
+                                  form=frame["form"], open_repeat=frame["open_repeat"])
                     for _ in range(num_return_sequences)
                 ]
             except ConfigError as exc:
-                raise GenerationBudgetError(str(exc)) from exc
+                if str(exc).startswith("max_new_tokens="):
+                    raise GenerationBudgetError(str(exc)) from exc
+                raise
             processors.append(AbcLogitsProcessor(constraints, [input_ids.shape[1]] * num_return_sequences))
         rng_state = torch.random.get_rng_state()
         if seed is not None:
@@ -278,12 +306,16 @@ class AbcGenerationPipeline(Pipeline):
 
         frame = model_outputs["frame"]
         results = []
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         for row in model_outputs["generated"]:
-            abc = model_outputs["header"] + frame["body"] + ids_to_abc(self.tokenizer, row.tolist())
+            ids = row.tolist()
+            # tokens the model really generated: up to and including EOS (the rest is batch padding)
+            generated = next((i + 1 for i, t in enumerate(ids) if t == eos), len(ids) - sum(t == pad for t in ids))
+            abc = model_outputs["header"] + frame["body"] + ids_to_abc(self.tokenizer, ids)
             abc = abc.rstrip() + "\n"
             valid, problems, bars = check_sample(abc, with_bars=True)
             results.append({"abc": abc, "valid": valid, "problems": problems, "conditions": model_outputs["labels"],
-                            "bars": bars, "constrained": model_outputs["constrained"]})
+                            "bars": bars, "constrained": model_outputs["constrained"], "generated_tokens": generated})
         return results
 
 
