@@ -120,3 +120,14 @@ def test_only_trained_conditions_become_prefix_tokens(model_dir: Path, tmp_path:
     assert tune["valid"] and tune["conditions"] == {"key": "D major", "meter": "6/8"}
     with pytest.raises(UnknownConditionError, match="trained without 'rhythm'"):
         pipe(key="D", meter="6/8", rhythm="jig")
+
+
+def test_infilling_rewrites_only_the_requested_bars(pipe) -> None:  # noqa: ANN001
+    abc = "X:1\nT:Fill\nM:6/8\nL:1/8\nK:D\ndAF DFA|d2f e2d|cBA GFE|D3 D3|fed cBA|B3 A3|]\n"
+    result = pipe.infill(abc, 3, 4, seed=0)
+    assert result["valid"], result["problems"]
+    body = result["abc"].split("K:D\n", 1)[1]
+    assert body.startswith("dAF DFA|d2f e2d|") and body.rstrip().endswith("fed cBA|B3 A3|]")
+    assert len(result["bars"]) == 6
+    with pytest.raises(ConfigError, match="not within the tune's 6 bars"):
+        pipe.infill(abc, 5, 9)

@@ -113,6 +113,51 @@ class AbcGenerationPipeline(Pipeline):
         """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree)."""
         return super().__call__(prompt or "", **kwargs)
 
+    def infill(self, abc: str, first_bar: int, last_bar: int, *, attempts: int = 8, seed: int = 0,
+               **kwargs: Any) -> dict[str, Any]:
+        """Rewrite bars ``first_bar..last_bar`` (1-based, inclusive) of a single-voice tune, keeping the bars
+        around them. The new bars are generated after the bars before them (a causal model cannot read
+        the bars after, so the splice is checked instead): each attempt is spliced in and checked with the
+        corpus's checks, and the first valid result is returned (``attempts`` seeds from ``seed``)."""
+        from abcgen.generation.sampling import check_sample
+        from abcgen.notation import events as ev
+        from abcgen.notation.bars import events_by_voice
+        from abcgen.notation.tune import normalise_tune
+
+        tune = normalise_tune(abc)
+        events = tune.events()
+        if len(events_by_voice(events)) > 1:
+            raise ConfigError("infilling supports single-voice tunes")
+        segments, current = [], ""
+        for event in events:
+            current += event.text
+            if event.kind == ev.BAR:
+                segments.append(current)
+                current = ""
+        if current.strip():
+            segments.append(current)
+        music = [i for i, seg in enumerate(segments) if any(e.is_timed for e in _lex_segment(seg, tune))]
+        if not 1 <= first_bar <= last_bar <= len(music):
+            raise ConfigError(f"bars {first_bar}..{last_bar} are not within the tune's {len(music)} bars")
+        before = "".join(segments[: music[first_bar - 1]])
+        after = "".join(segments[music[last_bar - 1] + 1:])
+        header = tune.to_abc()[: len(tune.to_abc()) - len(tune.body) - 1]
+        prompt = header + before if before.strip() else None
+        conditions = {"key": tune.get("K"), "meter": tune.get("M"), "unit_length": tune.get("L"), **kwargs}
+        last: dict[str, Any] | None = None
+        for attempt in range(attempts):
+            result = self(prompt, **conditions, bars=(first_bar - 1) + (last_bar - first_bar + 1),
+                          num_return_sequences=1, seed=seed + attempt)[0]
+            # the generated bars end with the final bar line the constraint forces: make it a plain one
+            middle = result["continuation"].rstrip().removesuffix("|]").rstrip() + "|"
+            spliced = header + before + middle.strip() + (" " if after and not after.startswith("\n") else "") + after
+            valid, problems, bars = check_sample(spliced, with_bars=True)
+            last = {"abc": spliced.rstrip() + "\n", "valid": valid, "problems": problems, "bars": bars,
+                    "infilled_bars": (first_bar, last_bar), "attempts": attempt + 1}
+            if valid:
+                return last
+        return last  # type: ignore[return-value]
+
     # --- parameters ------------------------------------------------------------------------------------
 
     def _sanitize_parameters(
@@ -311,12 +356,20 @@ class AbcGenerationPipeline(Pipeline):
             ids = row.tolist()
             # tokens the model really generated: up to and including EOS (the rest is batch padding)
             generated = next((i + 1 for i, t in enumerate(ids) if t == eos), len(ids) - sum(t == pad for t in ids))
-            abc = model_outputs["header"] + frame["body"] + ids_to_abc(self.tokenizer, ids)
+            continuation = ids_to_abc(self.tokenizer, ids)
+            abc = model_outputs["header"] + frame["body"] + continuation
             abc = abc.rstrip() + "\n"
             valid, problems, bars = check_sample(abc, with_bars=True)
             results.append({"abc": abc, "valid": valid, "problems": problems, "conditions": model_outputs["labels"],
-                            "bars": bars, "constrained": model_outputs["constrained"], "generated_tokens": generated})
+                            "bars": bars, "constrained": model_outputs["constrained"], "generated_tokens": generated,
+                            "continuation": continuation})
         return results
+
+
+def _lex_segment(text: str, tune: Any) -> list[Any]:
+    from abcgen.notation.lexer import lex_body
+
+    return lex_body(text, tune.unit_length, tune.meter)
 
 
 def _remaining_bars(frame: dict[str, Any]) -> int | None:
