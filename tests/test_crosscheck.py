@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -120,7 +119,6 @@ def test_transposition_agrees_with_music21(sample_single_voice, shift):
         assert outcome["music21_reparse"], (tune.name, shift, outcome)
 
 
-@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="abc2midi not installed (apt-get install abcmidi)")
 def test_bar_check_vs_abc2midi():
     """Tunes our bar check flags vs tunes abc2midi gives a "Bar N has k time units" warning, 210 tunes
     (70 from each collection).
