@@ -85,37 +85,24 @@ SHAPES: dict[str, dict[str, Any]] = {
 # Per shape: the longest example (longer tunes are split at bar lines by build_examples; the anchor caps
 # its lengths at 1,024), and the set-ups. On the tiny shape the packed rows are 512 tokens, not the
 # anchor's 256-token CPU smoke block: real tunes here are ~235 tokens, so a 256-token row would hold one.
+def _setups(row_length: int) -> list[dict[str, Any]]:
+    """The same set-ups for every shape; only the packed row length changes."""
+    pack = {"batch": 4, "row_length": row_length}
+    return [
+        {"name": "trainer_pad_b8", "kind": "trainer_pad", "batch": 8},
+        {"name": "trainer_pad_b64", "kind": "trainer_pad", "batch": 64},
+        {"name": "trainer_naive_pack", "kind": "trainer_pack", **pack},
+        {"name": "abcgen_pack", "kind": "abcgen", **pack, "accum": 1},
+        {"name": "abcgen_pack_dropout", "kind": "abcgen", **pack, "accum": 1, "lora_dropout": 0.05},
+        {"name": "abcgen_pack_no_token_rows", "kind": "abcgen", **pack, "accum": 1, "train_new_tokens": False},
+        {"name": "abcgen_pack_gc_accum", "kind": "abcgen", "batch": 1, "row_length": row_length, "accum": 4,
+         "gradient_checkpointing": True},
+    ]
+
+
 SETUPS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "max_length": 512,
-        "setups": [
-            {"name": "trainer_pad_b8", "kind": "trainer_pad", "batch": 8},
-            {"name": "trainer_pad_b64", "kind": "trainer_pad", "batch": 64},
-            {"name": "trainer_naive_pack", "kind": "trainer_pack", "batch": 4, "row_length": 512},
-            {"name": "abcgen_pack", "kind": "abcgen", "batch": 4, "row_length": 512, "accum": 1},
-            {"name": "abcgen_pack_dropout", "kind": "abcgen", "batch": 4, "row_length": 512, "accum": 1,
-             "lora_dropout": 0.05},
-            {"name": "abcgen_pack_no_token_rows", "kind": "abcgen", "batch": 4, "row_length": 512, "accum": 1,
-             "train_new_tokens": False},
-            {"name": "abcgen_pack_gc_accum", "kind": "abcgen", "batch": 1, "row_length": 512, "accum": 4,
-             "gradient_checkpointing": True},
-        ],
-    },
-    "llama-1b": {
-        "max_length": 1024,
-        "setups": [
-            {"name": "trainer_pad_b8", "kind": "trainer_pad", "batch": 8},
-            {"name": "trainer_pad_b64", "kind": "trainer_pad", "batch": 64},
-            {"name": "trainer_naive_pack", "kind": "trainer_pack", "batch": 4, "row_length": 4096},
-            {"name": "abcgen_pack", "kind": "abcgen", "batch": 4, "row_length": 4096, "accum": 1},
-            {"name": "abcgen_pack_dropout", "kind": "abcgen", "batch": 4, "row_length": 4096, "accum": 1,
-             "lora_dropout": 0.05},
-            {"name": "abcgen_pack_no_token_rows", "kind": "abcgen", "batch": 4, "row_length": 4096, "accum": 1,
-             "train_new_tokens": False},
-            {"name": "abcgen_pack_gc_accum", "kind": "abcgen", "batch": 1, "row_length": 4096, "accum": 4,
-             "gradient_checkpointing": True},
-        ],
-    },
+    "tiny": {"max_length": 512, "setups": _setups(512)},
+    "llama-1b": {"max_length": 1024, "setups": _setups(4096)},
 }
 BASELINE = "trainer_naive_pack"  # the set-up issue 7's ratio is taken against
 DEFAULT_STEPS = {"tiny": (30, 3), "llama-1b": (20, 5)}  # (timed steps, warm-up steps)
