@@ -7,8 +7,6 @@ import os
 import time
 from fractions import Fraction
 
-from abcgen.generation.sampling import check_sample
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
@@ -25,6 +23,7 @@ from abcgen.generation.constraints import (
     parse_form,
     parse_unit,
 )
+from abcgen.generation.sampling import check_sample
 from abcgen.notation.bars import check_bars
 from abcgen.notation.lexer import parse_fraction
 from abcgen.notation.remi import abc2midi_check
