@@ -187,6 +187,9 @@ class MusicVocabulary:
         self.done = self.eos | (cls_t == PAD)
         kinds = sorted({k for k in self.bar_kind if k is not None})
         self.bar_masks = {k: torch.tensor([b == k for b in self.bar_kind]) for k in kinds}
+        bar_texts = sorted({t for t, k in zip(texts, self.bar_kind, strict=True) if k is not None})
+        self.bar_text_masks = {t: torch.tensor([k is not None and x == t for x, k in zip(texts, self.bar_kind, strict=True)])
+                               for t in bar_texts}
 
     def describe(self) -> dict[str, Any]:
         """Counts of each unit class (for reports and tests)."""
@@ -224,7 +227,7 @@ class _State:
     finished: bool = False  # EOS written
     closed: bool = False  # final bar line written: only EOS may follow
     can_end: bool = False  # EOS may follow (no num_bars, after a ':|' closing a repeat)
-    pending: tuple[str, ...] = ()  # bar kinds forced next (form boundaries written as two tokens)
+    pending: tuple[str, ...] = ()  # bar kinds (texts with a bar template) forced next
     in_pickup: bool = False
     filled: int = 0  # grid steps of the current bar written so far
     bars_done: int = 0  # complete full bars (pickup not counted)
@@ -264,6 +267,44 @@ def parse_form(form: str, num_bars: int) -> list[_Section]:
     return sections
 
 
+def split_bar_line(vocab: MusicVocabulary, text: str) -> tuple[str, ...] | None:
+    """``text`` (one or more bar lines written together, e.g. ``":||:"``) as the fewest single-token bar
+    lines of the vocabulary (``(":|", "|:")``), or None when it cannot be written with them."""
+    pieces = sorted(vocab.bar_text_masks, key=len, reverse=True)
+    best: list[tuple[str, ...] | None] = [None] * (len(text) + 1)
+    best[len(text)] = ()
+    for i in range(len(text) - 1, -1, -1):
+        for piece in pieces:
+            rest = best[i + len(piece)] if text.startswith(piece, i) else None
+            if rest is not None and (best[i] is None or len(rest) + 1 < len(best[i])):
+                best[i] = (piece, *rest)
+    return best[0]
+
+
+def bar_template(tokenizer: Any, token_ids: Sequence[int]) -> list[str]:
+    """The bar lines of a body written under ``AbcConstraint``, as ``AbcConstraint(bar_lines=...)`` takes
+    them: entry 0 the bar-line text before the first note (``""`` or ``"|:"``), then one entry per bar
+    (the pickup bar first) with the text that ends it (``"|"``, ``"::"``, ``":|2"``, ``"|]"``, ...; two
+    tokens written together, ``":|"`` + ``"|:"``, give ``":||:"``). Spaces and newlines are left out;
+    tokens after EOS are ignored."""
+    vocab = music_vocabulary(tokenizer)
+    entries: list[str] = []
+    current = ""  # bar-line text since the last note
+    seen_note = False
+    for token_id in map(int, token_ids):
+        c = vocab.cls[token_id] if 0 <= token_id < vocab.size else OTHER
+        if c in (EOS, PAD):
+            break
+        if c == NOTE:
+            if not seen_note or current:
+                entries.append(current)  # the opening bar line, or the one ending the previous bar
+            current, seen_note = "", True
+        elif c == BAR:
+            current += vocab.texts[token_id]
+    entries.append(current)
+    return entries
+
+
 class AbcConstraint:
     """The state of one tune body being written, and the tokens it allows next.
 
@@ -291,8 +332,21 @@ class AbcConstraint:
         pickup: Fraction = Fraction(0),
         form: str | None = None,
         open_repeat: bool = False,
+        bar_lines: Sequence[str] | None = None,
     ) -> None:
         meter, unit_length, pickup = Fraction(meter), Fraction(unit_length), Fraction(pickup or 0)
+        if bar_lines is not None:
+            bar_lines = tuple(str(text) for text in bar_lines)
+            if form or open_repeat:
+                raise ConfigError("bar_lines (a bar template) already fixes the repeats and sections: it cannot be "
+                                  "combined with form or open_repeat")
+            template_bars = len(bar_lines) - 1 - (1 if pickup else 0)
+            if template_bars < 1:
+                raise ConfigError(f"bar_lines={list(bar_lines)!r}: give the opening bar line ('' for none), then "
+                                  f"the bar line ending each bar{' (the pickup bar first)' if pickup else ''}")
+            if num_bars is not None and num_bars != template_bars:
+                raise ConfigError(f"num_bars={num_bars} but bar_lines holds {template_bars} full bars")
+            num_bars = template_bars
         if meter <= 0 or unit_length <= 0:
             raise ConfigError(f"meter={meter} and unit_length={unit_length} must be positive (free meter cannot be "
                               "generated bar by bar)")
@@ -314,6 +368,7 @@ class AbcConstraint:
         self.meter, self.unit_length, self.pickup = meter, unit_length, pickup
         self.key, self.num_bars, self.max_new_tokens, self.form = key, num_bars, max_new_tokens, form or None
         self.open_repeat = bool(open_repeat)
+        self.bar_lines: tuple[str, ...] | None = bar_lines
         bar_units, pickup_units = meter / unit_length, pickup / unit_length
         usable = [d for d in self.vocab.durations if d <= bar_units]
         denominator = math.lcm(bar_units.denominator, pickup_units.denominator, *(d.denominator for d in usable))
@@ -329,7 +384,16 @@ class AbcConstraint:
             raise ConfigError(f"pickup={pickup} cannot be written with the tokenizer's single-token notes")
         self.full_cost = self.fill[self.bar_steps]
         self.sections = parse_form(form, num_bars) if form and num_bars is not None else []
-        self.boundaries = self._boundaries()
+        self.template = self._template() if bar_lines is not None else None
+        if self.template is not None:
+            # the opening bar line is forced by reset(), the pickup bar's by _template_next
+            self._pickup_tokens = self.template[1] if self.pickup_steps else ()
+            first = 2 if self.pickup_steps else 1
+            self.boundaries = {bar: self.template[first + bar - 1] for bar in range(1, (num_bars or 0) + 1)}
+        else:
+            self._pickup_tokens = ()
+            self.boundaries = self._boundaries()
+        self._pickup_extra = max(len(self._pickup_tokens) - 1, 0)
         self._extra_ge = self._extra_suffix()
         # The budget slack beyond which a state's mask no longer changes: at a bar line, the dearest
         # choice (a first ending needs two more bars); inside a bar, the dearest note for that remainder.
@@ -392,6 +456,43 @@ class AbcConstraint:
                               "this tokenizer")
         return out
 
+    def _template(self) -> list[tuple[str, ...]]:
+        """Bar-template mode: each ``bar_lines`` entry as single-token bar-line texts, checked."""
+        from abcgen.notation.structure import repeat_problems
+
+        assert self.bar_lines is not None
+        out: list[tuple[str, ...]] = []
+        for index, text in enumerate(self.bar_lines):
+            tokens = split_bar_line(self.vocab, text) if text or index == 0 else None
+            if tokens is None:
+                raise ConfigError(f"bar_lines[{index}]={text!r} is not a bar line this tokenizer writes with single "
+                                  f"bar-line tokens ({', '.join(sorted(self.vocab.bar_text_masks))})")
+            out.append(tokens)
+        # The repeats and endings of the template itself must be balanced and ordered.
+        events = lex_body(self.bar_lines[0] + "".join("C" + text for text in self.bar_lines[1:]), Fraction(1), None)
+        problems = repeat_problems(events)
+        if problems:
+            raise ConfigError(f"bar_lines={list(self.bar_lines)!r}: {problems[0]}")
+        return out
+
+    def _template_next(self, s: _State, text: str) -> _State | None:
+        """Bar-template mode: the state after bar line ``text`` (a token's text), None unless it is the one
+        the template puts at the end of the current bar."""
+        if s.filled == 0:
+            return None
+        ns = replace(s, filled=0, last="bar", can_end=False)
+        if s.in_pickup:
+            ns.in_pickup = False
+            tokens = self._pickup_tokens
+        else:
+            ns.bars_done = s.bars_done + 1
+            tokens = self.boundaries[ns.bars_done]
+            ns.closed = ns.bars_done == self.num_bars
+        if text != tokens[0]:
+            return None
+        ns.pending = tokens[1:]
+        return ns
+
     def _extra_suffix(self) -> list[int]:
         """``extra_ge[b]``: forced boundary tokens beyond the bar line itself, at bars numbered >= b."""
         top = (self.num_bars or 0) + 2
@@ -403,6 +504,8 @@ class AbcConstraint:
     def reset(self) -> None:
         """Back to the start of the body."""
         pending = ("|:",) if self.sections and self.sections[0].repeated and not self.pickup_steps else ()
+        if self.template is not None:
+            pending = self.template[0]
         self.state = _State(pending=pending, in_pickup=bool(self.pickup_steps), repeat=R1 if self.open_repeat else R0)
 
     # --- costs ---
@@ -420,10 +523,14 @@ class AbcConstraint:
         """The fewest tokens that finish the tune from state ``s`` (EOS included)."""
         if s.finished:
             return 0
-        if s.closed or s.can_end:
+        if s.closed:
+            return len(s.pending) + 1
+        if s.can_end:
             return 1
         target = self.pickup_steps if s.in_pickup else self.bar_steps
         cost = len(s.pending) + self.fill[target - s.filled] + 1  # fill the bar, its bar line
+        if s.in_pickup:
+            cost += self._pickup_extra  # a template's pickup bar line written as two tokens
         if self.num_bars is None:
             more = 1 if (s.in_pickup or s.repeat == E1) else 0
             extra = 0
@@ -440,7 +547,10 @@ class AbcConstraint:
     # --- transitions ---
 
     def _bar_next(self, s: _State, kind: str) -> _State | None:
-        """The state after bar line ``kind`` at a full bar (or at the start of the body), None if not allowed."""
+        """The state after bar line ``kind`` at a full bar (or at the start of the body), None if not allowed.
+        With a bar template ``kind`` is the token's text."""
+        if self.template is not None:
+            return self._template_next(s, kind)
         ns = replace(s, filled=0, last="bar", can_end=False)
         if s.filled == 0:  # no empty bars: the only bar line before a note is a |: opening the body
             if s.last == "start" and kind == "|:" and not self.sections and not self.pickup_steps and s.repeat == R0:
@@ -511,10 +621,10 @@ class AbcConstraint:
         """Everything the allowed set depends on (the state, with the budget slack capped)."""
         if s.finished:
             return ("finished",)
-        if s.closed:
-            return ("closed",)
         if s.pending:
             return ("pending", s.pending[0])
+        if s.closed:
+            return ("closed",)
         slack = self._slack(s)
         target = self.pickup_steps if s.in_pickup else self.bar_steps
         remaining = target - s.filled
@@ -539,12 +649,13 @@ class AbcConstraint:
     def _build(self, s: _State) -> _Decision:
         v = self.vocab
         mask = torch.zeros(v.size, dtype=torch.bool)
+        bar_masks = v.bar_masks if self.template is None else v.bar_text_masks  # by kind, or by text
         if s.finished:
             mask |= v.done
+        elif s.pending:
+            mask |= bar_masks[s.pending[0]]
         elif s.closed:
             mask |= v.eos
-        elif s.pending:
-            mask |= v.bar_masks[s.pending[0]]
         else:
             slack = self._slack(s)
             base = self._min_finish(s)
@@ -565,7 +676,7 @@ class AbcConstraint:
                 else:
                     mask |= v.note_by_duration[j]
             if remaining == 0 or (s.last == "start" and s.filled == 0):
-                for kind, kind_mask in v.bar_masks.items():
+                for kind, kind_mask in bar_masks.items():
                     ns = self._bar_next(s, kind)
                     if ns is not None and self._min_finish(ns) + 1 <= tokens_left:
                         mask |= kind_mask
@@ -626,10 +737,10 @@ class AbcConstraint:
             if s.pending:
                 s.pending = s.pending[1:]
                 s.last = "bar"
-                if kind == "|:":
+                if kind == "|:" and self.template is None:
                     s.repeat = R1
             else:
-                ns = self._bar_next(s, kind)
+                ns = self._bar_next(s, kind if self.template is None else v.texts[token_id])
                 assert ns is not None  # allowed tokens have a transition
                 self.state = s = ns
         elif c in (EOS, PAD):
@@ -652,7 +763,8 @@ _SHARED: dict[tuple[Any, ...], dict[tuple[Any, ...], Any]] = {}
 
 def _shared_cache(c: AbcConstraint) -> dict[tuple[Any, ...], Any]:
     """One mask cache for all constraints with the same vocabulary and settings."""
-    key = (id(c.vocab), c.vocab.size, c.meter, c.unit_length, c.pickup, c.num_bars, c.form, c.open_repeat)
+    key = (id(c.vocab), c.vocab.size, c.meter, c.unit_length, c.pickup, c.num_bars, c.form, c.open_repeat,
+           c.bar_lines)
     cache = _SHARED.get(key)
     if cache is None or cache.get("__vocab__") is not c.vocab:
         if len(_SHARED) > 256:
@@ -721,5 +833,5 @@ class AbcLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(blocked, -math.inf)
 
 
-__all__ = ["AbcConstraint", "AbcLogitsProcessor", "ConstraintViolation", "MusicVocabulary", "music_vocabulary",
-           "parse_form", "parse_unit"]
+__all__ = ["AbcConstraint", "AbcLogitsProcessor", "ConstraintViolation", "MusicVocabulary", "bar_template",
+           "music_vocabulary", "parse_form", "parse_unit", "split_bar_line"]

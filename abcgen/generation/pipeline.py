@@ -19,6 +19,13 @@ How a call works:
    meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
    ``constrained=False`` samples freely (for comparison).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
+
+**Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
+the body is ``V:1`` + voice 1's bars, ``V:2`` + voice 2's bars, and so on. Voice 1 is generated as a
+single voice is (bars, form, pickup); each later voice is generated after everything written so far
+plus ``V:k``, constrained by the *bar template* of voice 1 (``constraints.bar_template``): the same
+opening bar line, pickup, number of bars and the same bar-line text at the end of every bar. So every
+voice has the same bar lengths and the same repeats and endings: the voices stay in step bar by bar.
 """
 
 from __future__ import annotations
@@ -178,16 +185,19 @@ class AbcGenerationPipeline(Pipeline):
         max_new_tokens: int | None = None,
         seed: int | None = None,
         constrained: bool = True,
+        voices: int = 1,
         **unknown: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unknown:
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(CONTROL_NAMES)}, plus num_return_sequences, temperature, "
-                                        "top_p, max_new_tokens, seed, constrained, pickup")
+                                        "top_p, max_new_tokens, seed, constrained, pickup, voices")
         requested = {"key": key, "meter": meter, "unit_length": unit_length, "rhythm": rhythm, "origin": origin,
                      "composer": composer, "tempo": tempo, "bars": bars, "form": form}
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
-        preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens}
+        if isinstance(voices, bool) or not isinstance(voices, int) or voices < 1:
+            raise ConfigError(f"voices={voices!r}: give the number of voices as a whole number, 1 or more")
+        preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "constrained": constrained}
         return preprocess, forward, {}
@@ -226,20 +236,26 @@ class AbcGenerationPipeline(Pipeline):
     # --- preprocess: prompt ids and the tune's frame ------------------------------------------------------
 
     def preprocess(self, prompt: str, conditions: dict[str, Any], pickup: str | None,
-                   max_new_tokens: int | None) -> dict[str, Any]:
+                   max_new_tokens: int | None, voices: int = 1) -> dict[str, Any]:
         from abcgen.tokenization.extend import abc_to_ids
         from abcgen.training.data import bos_ids
 
+        if voices > 1 and prompt.strip():
+            raise ConfigError(f"voices={voices} cannot be combined with a melody prompt: multi-voice generation "
+                              "writes every voice from the first bar (give no prompt, or continue a single voice)")
         frame = self._frame(prompt, conditions, pickup)
         labels = self.check_conditions({k: v for k, v in conditions.items() if k in self.vocabulary.values})
         prefix = self.vocabulary.prefix(labels)
-        header = (f"X:1\nM:{frame['meter_text']}\nL:{frame['unit_text']}\nK:{frame['key_text']}\n")
-        ids = bos_ids(self.tokenizer) + abc_to_ids(self.tokenizer, prefix) + abc_to_ids(self.tokenizer, header + frame["body"])
+        definitions = "".join(f"V:{k}\n" for k in range(1, voices + 1)) if voices > 1 else ""
+        header = (f"X:1\nM:{frame['meter_text']}\nL:{frame['unit_text']}\n{definitions}K:{frame['key_text']}\n")
+        prefix_ids = bos_ids(self.tokenizer) + abc_to_ids(self.tokenizer, prefix)
+        # several voices: the body of voice 1 follows its V: line
+        ids = prefix_ids + abc_to_ids(self.tokenizer, header + frame["body"] + ("V:1\n" if voices > 1 else ""))
         if max_new_tokens is None:
             # Room for the requested bars: ~12 tokens a bar is generous for folk tunes at L:1/8.
             max_new_tokens = max(64, 12 * int(frame["bars"] or 32) + 16)
         return {"input_ids": torch.tensor([ids]), "frame": frame, "labels": labels, "header": header,
-                "max_new_tokens": max_new_tokens}
+                "max_new_tokens": max_new_tokens, "voices": voices, "prefix_ids": prefix_ids}
 
     def _frame(self, prompt: str, conditions: dict[str, Any], pickup: str | None) -> dict[str, Any]:
         """Meter, unit length, key, bars and the melody prompt's body, all checked before generating."""
@@ -338,10 +354,62 @@ class AbcGenerationPipeline(Pipeline):
                 top_p=top_p, max_new_tokens=max_new_tokens, logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
             )
+            generated = output[:, input_ids.shape[1]:].cpu()
+            voice_ids = [[row] for row in generated.tolist()]
+            for voice in range(2, model_inputs["voices"] + 1):
+                self._next_voice(model_inputs, voice, voice_ids, temperature, top_p, constrained)
         finally:
             if seed is not None:
                 torch.random.set_rng_state(rng_state)
-        return {"generated": output[:, input_ids.shape[1]:].cpu(), **model_inputs, "constrained": constrained}
+        out = {"generated": generated, **model_inputs, "constrained": constrained}
+        if model_inputs["voices"] > 1:
+            out["voice_ids"] = voice_ids
+        return out
+
+    def _voice_body(self, voices: list[list[int]]) -> str:
+        """The body of the voices written so far: ``V:1``, voice 1's bars, ``V:2``, ... (each voice's text
+        up to its EOS, stripped, on lines of its own)."""
+        from abcgen.tokenization.extend import ids_to_abc
+
+        return "".join(f"V:{k}\n{ids_to_abc(self.tokenizer, _until_eos(ids, self.tokenizer)).strip()}\n"
+                       for k, ids in enumerate(voices, 1))
+
+    def _next_voice(self, model_inputs: dict[str, Any], voice: int, voice_ids: list[list[list[int]]],
+                    temperature: float, top_p: float, constrained: bool) -> None:
+        """Generate voice ``voice`` (2, 3, ...) of every tune after the voices before it, in one left-padded
+        batch; with constraints, each row follows the bar template of its own voice 1. Appends the new
+        rows' ids to ``voice_ids``."""
+        from transformers import LogitsProcessorList
+
+        from abcgen.tokenization.extend import abc_to_ids
+
+        frame, max_new_tokens = model_inputs["frame"], model_inputs["max_new_tokens"]
+        prompts = [model_inputs["prefix_ids"] + abc_to_ids(self.tokenizer, model_inputs["header"]
+                                                           + self._voice_body(rows) + f"V:{voice}\n")
+                   for rows in voice_ids]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.model.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device)
+        processors = LogitsProcessorList()
+        if constrained:
+            from abcgen.generation.constraints import AbcConstraint, AbcLogitsProcessor, bar_template
+
+            # Voice 1 fitted in max_new_tokens, so its template (same bar lines, fewest notes) fits too.
+            constraints = [
+                AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"], key=frame["key_text"],
+                              num_bars=None, max_new_tokens=max_new_tokens, pickup=frame["pickup"],
+                              bar_lines=bar_template(self.tokenizer, rows[0]))
+                for rows in voice_ids
+            ]
+            processors.append(AbcLogitsProcessor(constraints, width))
+        output = self.model.generate(
+            input_ids, attention_mask=attention, do_sample=True, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, logits_processor=processors,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+        )
+        for rows, new in zip(voice_ids, output[:, width:].cpu().tolist(), strict=True):
+            rows.append(new)
 
     # --- postprocess: text, checks, report --------------------------------------------------------------
 
@@ -352,6 +420,17 @@ class AbcGenerationPipeline(Pipeline):
         frame = model_outputs["frame"]
         results = []
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        if model_outputs["voices"] > 1:
+            for voices in model_outputs["voice_ids"]:
+                body = self._voice_body(voices)
+                abc = model_outputs["header"] + body
+                valid, problems, bars = check_sample(abc, with_bars=True)
+                generated = sum(len(_until_eos(ids, self.tokenizer)) for ids in voices)
+                results.append({"abc": abc, "valid": valid, "problems": problems,
+                                "conditions": model_outputs["labels"], "bars": bars,
+                                "constrained": model_outputs["constrained"], "generated_tokens": generated,
+                                "continuation": body, "voices": len(voices)})
+            return results
         for row in model_outputs["generated"]:
             ids = row.tolist()
             # tokens the model really generated: up to and including EOS (the rest is batch padding)
@@ -364,6 +443,15 @@ class AbcGenerationPipeline(Pipeline):
                             "bars": bars, "constrained": model_outputs["constrained"], "generated_tokens": generated,
                             "continuation": continuation})
         return results
+
+
+def _until_eos(ids: list[int], tokenizer: Any) -> list[int]:
+    """A generated row up to and including its EOS (the rest is batch padding); pad ids dropped when
+    there is no EOS."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    if eos in ids:
+        return ids[: ids.index(eos) + 1]
+    return [t for t in ids if t != pad]
 
 
 def _lex_segment(text: str, tune: Any) -> list[Any]:
