@@ -135,7 +135,7 @@ def _generate(args: argparse.Namespace) -> int:
                                                           "composer", "tempo", "bars", "form")}
     tunes = pipe(prompt, **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
                  temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                 constrained=not args.unconstrained, pickup=args.pickup)
+                 constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices)
     args.out.mkdir(parents=True, exist_ok=True)
     formats = [f for f in args.render.split(",") if f] if args.render else []
     summary = []
@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--bars", type=int, default=None, help="number of bars of the tune")
     gen.add_argument("--pickup", default=None, help="length of a pickup bar as a fraction of a whole note, e.g. 1/8")
     gen.add_argument("--prompt", type=Path, default=None, help="an ABC file with the opening bars to continue")
+    gen.add_argument("--voices", type=int, default=1, help="voices kept in step bar by bar (V:1 .. V:n)")
     gen.add_argument("--num", type=int, default=4)
     gen.add_argument("--temperature", type=float, default=1.0)
     gen.add_argument("--top-p", type=float, default=0.95)

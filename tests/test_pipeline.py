@@ -14,6 +14,7 @@ from tiny_models import tiny_music_model_folder
 import abcgen  # noqa: F401  -- registers the task
 from abcgen.errors import AbcParseError, ConfigError
 from abcgen.generation.pipeline import TASK, GenerationBudgetError, UnknownConditionError
+from abcgen.notation.lexer import parse_fraction
 from abcgen.notation.remi import abc2midi_check
 from abcgen.notation.tune import normalise_tune
 
@@ -131,3 +132,76 @@ def test_infilling_rewrites_only_the_requested_bars(pipe) -> None:  # noqa: ANN0
     assert len(result["bars"]) == 6
     with pytest.raises(ConfigError, match="not within the tune's 6 bars"):
         pipe.infill(abc, 5, 9)
+
+
+# --- several voices ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def form_pipe(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The tiny model trained (so its config says) on key and meter only: form is then enforced by the
+    constraint alone (the tiny control vocabulary has no form values)."""
+    from transformers import pipeline
+
+    folder = tmp_path_factory.mktemp("voices") / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "abcgen_train_config.yaml").write_text("data:\n  conditions: [key, meter]\n", encoding="utf-8")
+    return pipeline(TASK, model=str(folder))
+
+
+def _bar_lines(text: str) -> list[str]:
+    """The bar lines of one voice's body, in order (note texts never hold | : [ ])."""
+    import re
+
+    return re.findall(r"[|:\[\]]+[0-9]*", text)
+
+
+@pytest.mark.parametrize(("voices", "meter", "pickup", "form", "seed"), [
+    (2, "4/4", None, None, 0),
+    (2, "3/4", "1/8", "AABB", 1),
+    (4, "4/4", "1/4", "AABB", 2),
+    (4, "3/4", None, None, 3),
+    (3, "6/8", "1/8", None, 4),
+])
+def test_voices_stay_in_step_bar_by_bar(form_pipe, voices: int, meter: str, pickup, form, seed: int) -> None:  # noqa: ANN001
+    from abcgen.notation.voices import check_voices_in_step, split_voices, voice_bar_durations
+
+    tunes = form_pipe(key="D", meter=meter, bars=8, pickup=pickup, form=form, voices=voices,
+                      num_return_sequences=8, temperature=1.5, seed=seed)
+    assert len(tunes) == 8
+    for tune in tunes:
+        abc = tune["abc"]
+        assert tune["valid"], (tune["problems"], abc)
+        assert check_voices_in_step(abc) == [], abc
+        assert abc2midi_check(abc) == [], abc  # no error (nor warning) line
+        header, bodies = split_voices(abc)
+        assert list(bodies) == [str(k) for k in range(1, voices + 1)] and tune["voices"] == voices
+        assert header[-1] == "K:D" and [h for h in header if h.startswith("V:")] == [f"V:{k}" for k in bodies]
+        durations = voice_bar_durations(abc)
+        for voice_durations in durations.values():  # 8 full bars (and the pickup with its complement)
+            full = [d for d in voice_durations if d == parse_fraction(meter)]
+            assert len(full) == 8 and voice_durations == durations["1"], abc
+        lines = [_bar_lines(text) for text in bodies.values()]
+        assert all(found == lines[0] for found in lines), abc  # the same repeats and endings in every voice
+        if form == "AABB":
+            assert lines[0][-1] in (":|", ":||") and ("::" in lines[0] or ":|" in lines[0][:-1])
+
+
+def test_voices_are_seeded_and_checked(pipe) -> None:  # noqa: ANN001
+    first = pipe(key="G", meter="4/4", bars=8, voices=2, num_return_sequences=2, seed=5)
+    again = pipe(key="G", meter="4/4", bars=8, voices=2, num_return_sequences=2, seed=5)
+    assert [t["abc"] for t in first] == [t["abc"] for t in again]
+    assert all(t["abc"].count("\nV:2\n") == 2 for t in first)  # a definition and the voice's body
+    free = pipe(key="G", meter="4/4", voices=2, num_return_sequences=2, seed=5, constrained=False,
+                max_new_tokens=40, temperature=1.5)
+    assert all(t["constrained"] is False and "\nV:2\n" in t["abc"] for t in free)
+
+
+@pytest.mark.parametrize(("prompt", "kwargs", "message"), [
+    (None, {"voices": 0}, "voices=0"),
+    (None, {"voices": "2"}, "voices='2'"),
+    ("dAF DFA|d2f e2d|", {"voices": 2}, "cannot be combined with a melody prompt"),
+])
+def test_bad_voice_requests_fail_before_generating(pipe, prompt, kwargs: dict, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match=message):
+        pipe(prompt, key="D", meter="6/8", bars=8, **kwargs)

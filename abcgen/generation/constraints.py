@@ -42,6 +42,15 @@ over the written sections (earlier sections take one more when it does not divid
 only ``|`` is allowed, and the section boundaries are forced (``:|`` / ``::`` / ``|:`` / ``||``). The
 sections are not made to repeat each other's music (the second ``A`` of ``ABAC`` is new music).
 
+**Bar templates** (``bar_lines``, for the later voices of a multi-voice tune): ``bar_template`` reads the
+bar lines voice 1 wrote -- the opening one (``""`` or ``"|:"``), then the text ending each bar, the pickup
+bar first (``["|:", "|", "::", "|", ":|"]``) -- and a constraint built with ``bar_lines=`` that list and
+the same ``pickup`` forces exactly that text at the end of each bar (every other bar-line token masked;
+an entry of two tokens such as ``":||:"`` is written as ``":|"`` then ``"|:"``) and EOS after the last
+one. The bars are filled freely as usual, so every voice has the bars, lengths, repeats and endings of
+voice 1: the voices stay in step bar by bar. Not combined with ``form`` or ``open_repeat`` (the
+template already fixes them); the template's own repeats must be balanced.
+
 **Budget.** ``max_new_tokens`` is the same number given to ``generate`` (EOS included). The fewest tokens
 that finish the tune from the current state (fill the bar with the longest notes that fit, e.g. one
 ``A8`` per 4/4 bar at ``L:1/8``, bar lines, forced boundary tokens, EOS) are known at every step; a token
@@ -313,7 +322,8 @@ class AbcConstraint:
     prompt (checked, not otherwise used: the body grammar does not depend on it). ``num_bars`` is the
     number of full bars to write (``None``: the model decides, within the budget); ``max_new_tokens`` the
     budget given to ``generate``; ``form`` e.g. ``"AABB"`` (see the module docstring); ``open_repeat``:
-    the body continues a melody prompt that opened a ``|:`` it did not close (the model must close it). Raises
+    the body continues a melody prompt that opened a ``|:`` it did not close (the model must close it);
+    ``bar_lines``: a bar template (see the module docstring; ``num_bars`` may then be None). Raises
     ``ConfigError`` when the settings contradict each other or the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
