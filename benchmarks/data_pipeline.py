@@ -14,7 +14,6 @@ tokens per tune (music tokenizer vs its base), and the end-to-end wall time of
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -26,6 +25,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from _load import load_module  # noqa: E402  -- benchmarks/_load.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Single-process numbers must use one thread: the Rust tokenizer would otherwise batch over every core.
@@ -44,11 +45,7 @@ COLLECTIONS = ("oneills1850", "ryansMammoth", "essenFolksong", "airdsAirs", "mis
 
 
 def _tiny_models() -> Any:
-    spec = importlib.util.spec_from_file_location("abcgen_tests_tiny_models", ROOT / "tests" / "tiny_models.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module('abcgen_tests_tiny_models', 'tests/tiny_models.py')
 
 
 def _rate(count: int, seconds: float) -> float:

@@ -12,7 +12,6 @@ generated token, and the share of tunes that pass our checker and abc2midi (no E
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -22,6 +21,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from _load import load_module  # noqa: E402  -- benchmarks/_load.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -41,11 +42,7 @@ CONDITIONS = [
 
 
 def _tiny_model(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("abcgen_tests_tiny_models", ROOT / "tests" / "tiny_models.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.tiny_music_model_folder(folder)
+    return load_module("abcgen_tests_tiny_models", "tests/tiny_models.py").tiny_music_model_folder(folder)
 
 
 def run(pipe: Any, constrained: bool, num: int, batch: int, max_new_tokens: int, temperature: float) -> dict[str, Any]:

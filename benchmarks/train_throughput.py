@@ -46,7 +46,6 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import importlib.util
 import json
 import math
 import os
@@ -60,6 +59,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from _load import load_module  # noqa: E402  -- benchmarks/_load.py
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -378,11 +379,7 @@ def run_trainer(setup: dict[str, Any], rows: list[dict[str, torch.Tensor]], coll
 
 def load_finetune() -> Any:
     """``train/finetune.py`` as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("abcgen_train_finetune", ROOT / "train" / "finetune.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module('abcgen_train_finetune', 'train/finetune.py')
 
 
 def run_abcgen(setup: dict[str, Any], examples: Sequence[Any], new_token_ids: list[int], pad_id: int,
