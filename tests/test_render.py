@@ -111,18 +111,18 @@ def test_wav_is_audible_and_as_long_as_the_tune(jig, jig_abc):
     assert tune.get("Q") is None and ":" not in re.sub(r'"[^"]*"', "", tune.body)
     whole_notes = sum(bar_durations(tune.events(), tune.unit_length, tune.meter), Fraction(0))
     expected = float(whole_notes) * 2.0
-    seconds = len(samples) / channels / rate
+    audio_length = len(samples) / channels / rate  # musical length of the audio, not a run time
     midi_end = symusic.Score(str(jig["mid"]), ttype="second").end()
     assert abs(midi_end - expected) < 1.0, (midi_end, expected)
-    assert expected - 0.5 <= seconds <= expected + 5.0, (seconds, expected)  # plus the release tail
+    assert expected - 0.5 <= audio_length <= expected + 5.0, (audio_length, expected)  # plus the release tail
 
 
 def test_chorale_wav(chorale):
     samples, rate, channels = _wav(chorale["wav"])
     assert float(np.sqrt(np.mean(samples**2))) > 0.005
-    seconds = len(samples) / channels / rate
+    audio_length = len(samples) / channels / rate  # musical length of the audio, not a run time
     midi_end = symusic.Score(str(chorale["mid"]), ttype="second").end()
-    assert midi_end - 0.5 <= seconds <= midi_end + 5.0
+    assert midi_end - 0.5 <= audio_length <= midi_end + 5.0
 
 
 def test_compressed_audio(jig):
