@@ -158,8 +158,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from abcgen.corpus.sources import read_text
-    from abcgen.notation.bars import check_bars
-    from abcgen.notation.structure import repeat_problems
+    from abcgen.notation.checks import check_tune
     from abcgen.notation.tune import normalise_tune, split_tunes
 
     bad = 0
@@ -173,11 +172,9 @@ def _check(args: argparse.Namespace) -> int:
         for raw in split_tunes(text):
             entry = {"file": path, "tune_index": raw.index, "x": raw.x, "problems": []}
             try:
-                tune = normalise_tune(raw.text)
-                events = tune.events()
-                report = check_bars(events, tune.unit_length, tune.meter)
-                entry["problems"] = [str(p) for p in report.problems] + repeat_problems(events)
-                entry["num_bars"] = report.num_bars
+                check = check_tune(normalise_tune(raw.text))
+                entry["problems"] = check.problems
+                entry["num_bars"] = check.report.num_bars
             except AbcgenError as exc:
                 entry["problems"] = [str(exc)]
             bad += bool(entry["problems"])

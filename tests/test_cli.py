@@ -41,12 +41,14 @@ def test_check_exit_codes_and_json(tmp_path: Path) -> None:
     good = tmp_path / "good.abc"
     good.write_text("X:1\nT:Ok\nM:4/4\nL:1/8\nK:D\nABcd efga|bagf edcB|]\n", encoding="utf-8")
     bad = tmp_path / "bad.abc"
-    bad.write_text("X:1\nT:Ok\nM:4/4\nL:1/8\nK:D\nABcd efga|bagf edc|d8|]\n\nX:2\nT:No key\nabc|\n", encoding="utf-8")
+    bad.write_text("X:1\nT:Ok\nM:4/4\nL:1/8\nK:D\nABcd efga|bagf edc|d8|]\n\nX:2\nT:No key\nabc|\n\n"
+                   "X:3\nT:Cut\nM:4/4\nL:1/8\nK:D\nABcd efga|bagf e", encoding="utf-8")
     assert _abcgen("check", str(good)).stdout.strip().endswith(": ok")
     result = _abcgen("check", "--json", str(bad), check=False)
     assert result.returncode == 1
     entries = json.loads(result.stdout)
     assert "bar 2" in entries[0]["problems"][0] and "no K: field" in entries[1]["problems"][0]
+    assert entries[2]["problems"][0].startswith("truncated")  # the same checks as the corpus builder
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ untrained tiny Llama at temperature 1.5 that must all pass our checks and abc2mi
 from __future__ import annotations
 
 import os
+import random
 import time
 from fractions import Fraction
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -235,6 +237,20 @@ SETTINGS = [
 ]
 
 
+def _random_walk(c: AbcConstraint, vocab: Any, rng: random.Random) -> list[int]:
+    """Feed ``c`` allowed tokens until it finishes: a random token class first (so that rare classes such
+    as endings and '::' are reached), then a random token of it."""
+    written: list[int] = []
+    while not c.finished:
+        by_class: dict[int, list[int]] = {}
+        for i in c.allowed_ids():
+            by_class.setdefault(vocab.cls[i], []).append(i)
+        token = rng.choice(by_class[rng.choice(sorted(by_class))])
+        c.advance(token)
+        written.append(token)
+    return written
+
+
 def _check(abc: str, bars: int, meter: str) -> list[str]:
     """Every problem our checks and abc2midi find in one generated tune."""
     _, problems = check_sample(abc)  # the pipeline's own check: normalise, bars, repeats, truncation
@@ -319,7 +335,6 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
     """1,500 tunes written by picking a random allowed token class, then a random token of it (so bar
     kinds, endings, newlines and EOS are tried as often as notes), under random settings and budgets
     from the minimum up; every one passes our checks, 300 of them abc2midi too."""
-    import random
 
     rng = random.Random(0)
     vocab = music_vocabulary(tok)
@@ -336,15 +351,8 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
         budget = probe.min_tokens_to_finish() + rng.choice([0, 1, 2, 5, 20, 80])
         c = AbcConstraint(tok, meter=bar, unit_length=parse_fraction(unit), key="C", num_bars=bars,
                           max_new_tokens=budget, pickup=pickup, form=form)
-        written: list[int] = []
-        while not c.finished:
-            assert len(written) < budget
-            by_class: dict[int, list[int]] = {}
-            for i in c.allowed_ids():
-                by_class.setdefault(vocab.cls[i], []).append(i)
-            token = rng.choice(by_class[rng.choice(sorted(by_class))])
-            c.advance(token)
-            written.append(token)
+        written = _random_walk(c, vocab, rng)
+        assert len(written) <= budget
         body = ids_to_abc(tok, written)
         seen.update(kind for kind in ("|1", ":|2", "::", "||", ":|", "|:", "\n", " ") if kind in body)
         abc = f"X:1\nM:{meter}\nL:{unit}\nK:C\n{body}\n"
@@ -507,7 +515,6 @@ def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
     """300 tunes of 2-4 voices written by random walks: voice 1 under random settings, every later voice
     under voice 1's bar template with a random budget from the template's minimum up to voice 1's own
     length. All pass our checks (voices in step included) with identical bar lines; 60 pass abc2midi."""
-    import random
     import re
 
     from abcgen.generation.constraints import bar_template
@@ -517,15 +524,7 @@ def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
     vocab = music_vocabulary(tok)
 
     def walk(c: AbcConstraint) -> list[int]:
-        written: list[int] = []
-        while not c.finished:
-            by_class: dict[int, list[int]] = {}
-            for i in c.allowed_ids():
-                by_class.setdefault(vocab.cls[i], []).append(i)
-            token = rng.choice(by_class[rng.choice(sorted(by_class))])
-            c.advance(token)
-            written.append(token)
-        return written
+        return _random_walk(c, vocab, rng)
 
     for tune in range(300):
         meter, unit = rng.choice(WALK_METERS)

@@ -98,15 +98,20 @@ def _grads(model) -> list[torch.Tensor]:
     return [p.grad.clone() for p in model.parameters()]
 
 
+def _big_batch_grads(batches: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """The reference: the gradients of one batch made of all micro-batches, mean over its tokens."""
+    model = _tiny_model()
+    big = {key: torch.cat([b[key] for b in batches]) for key in ("input_ids", "labels")}
+    total, count = token_sum_cross_entropy(model(input_ids=big["input_ids"]).logits, big["labels"])
+    (total / count).backward()
+    return _grads(model)
+
+
 def test_accumulated_micro_batches_give_the_big_batch_gradient() -> None:
     batches = _micro_batches()
     assert [num_label_tokens(b["labels"]) for b in batches] == [30, 7, 19, 2]
 
-    big_model = _tiny_model()
-    big = {key: torch.cat([b[key] for b in batches]) for key in ("input_ids", "labels")}
-    total, count = token_sum_cross_entropy(big_model(input_ids=big["input_ids"]).logits, big["labels"])
-    (total / count).backward()  # one batch, mean over its tokens
-    expected = _grads(big_model)
+    expected = _big_batch_grads(batches)
 
     model = _tiny_model()
     num_tokens = global_token_count(batches)
@@ -132,11 +137,7 @@ def test_loss_scale_undoes_accelerate_division() -> None:
     from accelerate.state import AcceleratorState, GradientState
 
     batches = _micro_batches()
-    big_model = _tiny_model()
-    big = {key: torch.cat([b[key] for b in batches]) for key in ("input_ids", "labels")}
-    total, count = token_sum_cross_entropy(big_model(input_ids=big["input_ids"]).logits, big["labels"])
-    (total / count).backward()
-    expected = _grads(big_model)
+    expected = _big_batch_grads(batches)
 
     try:
         accelerator = Accelerator(cpu=True, gradient_accumulation_steps=len(batches))
@@ -173,11 +174,7 @@ def test_two_processes_with_accumulation_give_the_big_batch_gradient() -> None:
     """2 ranks x 2 micro-batches of unequal sizes; backward divides by the accumulation steps (as
     ``accelerator.backward`` does) and the ranks' gradients are averaged (as DDP does)."""
     batches = _micro_batches()
-    big_model = _tiny_model()
-    big = {key: torch.cat([b[key] for b in batches]) for key in ("input_ids", "labels")}
-    total, count = token_sum_cross_entropy(big_model(input_ids=big["input_ids"]).logits, big["labels"])
-    (total / count).backward()
-    expected = _grads(big_model)
+    expected = _big_batch_grads(batches)
 
     shards = [batches[:2], batches[2:]]
     local_counts = [sum(num_label_tokens(b["labels"]) for b in shard) for shard in shards]

@@ -32,9 +32,10 @@ from abcgen.controls import DEFAULT_MIN_COUNT, ControlVocabulary
 from abcgen.corpus.labels import header_labels
 from abcgen.corpus.sources import SourceFile, read_text, resolve_sources
 from abcgen.errors import AbcgenError, ConfigError
-from abcgen.notation.bars import check_bars, events_by_voice
+from abcgen.notation.bars import events_by_voice
+from abcgen.notation.checks import check_tune
 from abcgen.notation.pitches import melody_fingerprint
-from abcgen.notation.structure import derive_form, is_truncated, repeat_problems
+from abcgen.notation.structure import derive_form
 from abcgen.notation.transpose import transpose_tune
 from abcgen.notation.tune import Tune, normalise_tune, split_tunes
 
@@ -143,14 +144,10 @@ def _score_to_abc(path: Path) -> str:
 def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | None, str]:
     """The corpus row of a normalised tune, or ``(None, reason)`` when it is broken."""
     events = tune.events()
-    report = check_bars(events, tune.unit_length, tune.meter)
-    if not any(b.has_notes for b in report.bars):
-        return None, "no music: the body has no notes"
-    if is_truncated(events, report.bars):
-        return None, "truncated: the body stops inside a bar without a final bar line"
-    repeats = repeat_problems(events)
-    if repeats:
-        return None, "unbalanced repeats: " + "; ".join(repeats[:3])
+    check = check_tune(tune)
+    report = check.report
+    if check.structural_problems:
+        return None, check.structural_problems[0]
     if report.problems and bar_check == "reject":
         extra = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         return None, f"bar length: {report.problems[0]}{extra}"

@@ -29,21 +29,16 @@ def check_sample(abc: str, *, with_bars: bool = False) -> Any:
 
     Returns ``(passes, problems)``, or ``(passes, problems, bars)`` with ``with_bars``: one dict per bar
     (``index``, ``duration`` and ``meter`` as fraction strings of a whole note, ``ok``)."""
-    from abcgen.notation.bars import check_bars
-    from abcgen.notation.structure import is_truncated, repeat_problems
+    from abcgen.notation.checks import check_tune
     from abcgen.notation.tune import normalise_tune
 
     bars: list[dict[str, Any]] = []
     try:
-        tune = normalise_tune(abc)
-        events = tune.events()
-        report = check_bars(events, tune.unit_length, tune.meter)
-        problems = [str(p) for p in report.problems] + repeat_problems(events)
-        if is_truncated(events, report.bars):
-            problems.append("truncated: the tune stops inside a bar without a final bar line")
-        bad = {p.bar for p in report.problems}
+        check = check_tune(normalise_tune(abc))
+        problems = check.problems
+        bad = {p.bar for p in check.report.problems}
         bars = [{"index": b.index, "duration": str(b.duration), "meter": str(b.meter), "ok": b.index not in bad}
-                for b in report.bars if b.has_notes]
+                for b in check.report.bars if b.has_notes]
     except AbcgenError as exc:
         problems = [str(exc)]
     return (not problems, problems, bars) if with_bars else (not problems, problems)
