@@ -259,8 +259,7 @@ class AbcGenerationPipeline(Pipeline):
 
     def _frame(self, prompt: str, conditions: dict[str, Any], pickup: str | None) -> dict[str, Any]:
         """Meter, unit length, key, bars and the melody prompt's body, all checked before generating."""
-        from abcgen.notation.bars import check_bars
-        from abcgen.notation.structure import repeat_problems
+        from abcgen.notation.checks import check_tune
         from abcgen.notation.tune import normalise_tune
 
         body = ""
@@ -277,12 +276,10 @@ class AbcGenerationPipeline(Pipeline):
                 raise AbcParseError(f"the melody prompt is not valid ABC: {exc.reason}", line=exc.line,
                                     column=exc.column, bar=exc.bar) from exc
             header_meter, header_key, header_unit = tune.get("M"), tune.get("K"), tune.get("L")
-            events = tune.events()
-            report = check_bars(events, tune.unit_length, tune.meter)
-            repeats = repeat_problems(events)
+            check = check_tune(tune)  # the corpus's checks; truncation is covered by the bar-line rule below
             # A prompt may stop inside a repeat ("|:dAF DFA|"): the constraint then has to close it.
-            open_repeat = any("never closed" in p for p in repeats)
-            problems = [str(p) for p in report.problems] + [p for p in repeats if "never closed" not in p]
+            open_repeat = any("never closed" in p for p in check.repeats)
+            problems = check.bar_problems + [p for p in check.repeats if "never closed" not in p]
             if problems:
                 raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
             if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
