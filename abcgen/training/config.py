@@ -33,6 +33,9 @@ from abcgen.errors import ConfigError
 SCHEMA_VERSION = 1
 
 METHODS = ("lora", "full", "scratch")
+# Model families trained from scratch (method=scratch). llama and lstm are causal LMs over the music
+# tokenizer; vae and gan have loops of their own (abcgen.models), started from the same entry point.
+ARCHITECTURES = ("llama", "lstm", "vae", "gan")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 LOSS_ON = ("tune", "all")
@@ -84,6 +87,8 @@ class ModelSettings:
                                                              "empty only for method=scratch"))
     method: str = field(default="lora", metadata=_help("lora (adapters + new token rows) | full (every "
                                                            "weight) | scratch (a small Llama from random init)"))
+    architecture: str = field(default="llama", metadata=_help("llama | lstm | vae | gan: the family built when "
+                                                                  "method=scratch (lstm, vae, gan need scratch)"))
     tokenizer: str = field(default="", metadata=_help("music tokenizer folder (abcgen tokenizer build); "
                                                           "empty = build one from name_or_path + the corpus"))
     dtype: str = field(default="auto", metadata=_help("auto | float32 | bfloat16 | float16; auto = bfloat16 "
@@ -215,6 +220,10 @@ class TrainConfig:
 
         choice("model.method", m.method, METHODS)
         choice("model.dtype", m.dtype, DTYPES)
+        choice("model.architecture", m.architecture, ARCHITECTURES)
+        if m.architecture != "llama" and m.method != "scratch":
+            out.append(f"model.architecture={m.architecture!r} is trained from random weights: set "
+                       "model.method=scratch (only llama-family hub models can be fine-tuned with lora/full)")
         choice("model.attn_implementation", m.attn_implementation, ATTN_IMPLEMENTATIONS)
         choice("data.loss_on", d.loss_on, LOSS_ON)
         choice("optim.schedule", o.schedule, SCHEDULES)

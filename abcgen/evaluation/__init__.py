@@ -1,0 +1,1 @@
+"""Evaluation of generated (or any) ABC against real music: ``abcgen evaluate`` and its Python API."""
