@@ -235,6 +235,16 @@ def save_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, tokenizer
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = parse_args(argv)
     accelerator = setup_accelerator(cfg)
+    # The VAE and the GAN are not causal LMs over packed rows: each has a loop of its own, started here so
+    # that every family trains through the same command, config and accelerate launcher.
+    if cfg.model.architecture == "vae":
+        from abcgen.models.vae_training import train_vae
+
+        return train_vae(cfg, accelerator)
+    if cfg.model.architecture == "gan":
+        from abcgen.models.gan_training import train_gan
+
+        return train_gan(cfg, accelerator)
     out = Path(cfg.checkpoint.output_dir)
     started = time.perf_counter()
 
