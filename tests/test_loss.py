@@ -11,6 +11,7 @@ from abcgen.training.loss import (
     causal_lm_loss_from_hidden,
     global_token_count,
     loss_scale,
+    model_token_loss,
     num_label_tokens,
     token_sum_cross_entropy,
 )
@@ -213,3 +214,35 @@ def test_recomputed_chunks_give_the_same_loss_and_gradient() -> None:
         grads.append((float(total.detach()), int(count), x.grad))
     assert grads[0][:2] == pytest.approx(grads[1][:2])
     assert torch.allclose(grads[0][2], grads[1][2], atol=1e-6)
+
+
+def test_float64_logits_are_not_narrowed_to_float32() -> None:
+    logits, labels, _, _ = _random_batch(2)
+    total, _ = token_sum_cross_entropy(logits.double(), labels, chunk_size=7)
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).double(), labels[:, 1:].reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum")
+    assert total.dtype == torch.float64
+    torch.testing.assert_close(total, expected, atol=1e-10, rtol=1e-12)
+
+
+def test_model_token_loss_from_hidden_states_equals_the_loss_from_logits() -> None:
+    """``impl="hidden"`` through a real model: the decoder's hidden states and the head module, the same
+    loss and gradients as ``impl="logits"`` (float64), and accumulated micro-batches still give the big
+    batch's gradient."""
+    batches = _micro_batches()
+    expected = _big_batch_grads(batches)
+    results = {}
+    for impl in ("logits", "hidden"):
+        model = _tiny_model()
+        num_tokens = global_token_count(batches)
+        totals = []
+        for batch in batches:
+            micro_sum, _ = model_token_loss(model, {"input_ids": batch["input_ids"]}, batch["labels"], impl=impl,
+                                            chunk_size=5)
+            (micro_sum * loss_scale(num_tokens)).backward()
+            totals.append(micro_sum.detach())
+        results[impl] = (torch.stack(totals), _grads(model))
+    torch.testing.assert_close(results["hidden"][0], results["logits"][0], atol=1e-10, rtol=1e-12)
+    for hidden, logits, want in zip(results["hidden"][1], results["logits"][1], expected, strict=True):
+        torch.testing.assert_close(hidden, logits, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(hidden, want, atol=1e-6, rtol=1e-6)

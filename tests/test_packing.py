@@ -319,3 +319,23 @@ def test_packed_tunes_do_not_attend_to_each_other(examples, tok, impl: str) -> N
         expected = alone_loss(a) + alone_loss(b) + alone_loss(c)
         torch.testing.assert_close(packed_sum, expected, atol=1e-4, rtol=1e-6)
         assert int(packed_count) == sum(sum(x != IGNORE_INDEX for x in e.labels) for e in (a, b, c))
+
+
+def test_varlen_offsets_keep_packed_tunes_apart(examples, tok) -> None:
+    """``attention="varlen"`` with ``torch_varlen``: no mask, the tunes' offsets in the flattened batch. A tune
+    between two others, or alone with padding, gives the logits it has on its own."""
+    from abcgen.training.attention import register_torch_varlen
+
+    register_torch_varlen()
+    model = _tiny_llama(len(tok), "torch_varlen")
+    a, b, c = examples[0], examples[5], examples[9]
+    length = len(a) + len(b) + len(c) + 7
+    pad = tok.pad_token_id
+    batch = collate_packed([make_row([b, a, c], length, pad_id=pad), make_row([a], length, pad_id=pad)],
+                           attention="varlen")
+    assert "attention_mask" not in batch and batch["cu_seq_lens_q"].tolist()[-1] == 2 * length
+    with torch.no_grad():
+        ref = model(torch.tensor([a.input_ids])).logits[0]
+        logits = model(**forward_kwargs(batch)).logits
+    torch.testing.assert_close(logits[0, len(b):len(b) + len(a)], ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits[1, :len(a)], ref, atol=1e-5, rtol=0)

@@ -6,7 +6,10 @@
 Read it top to bottom; every stage is a plain function call. What it guarantees:
 
 * packing without cross-talk: tunes share fixed-length rows, but attention is block-diagonal and position
-  ids restart per tune (``abcgen.training.data``);
+  ids restart per tune (``abcgen.training.data``), by the fastest path the attention implementation has
+  (``abcgen.training.attention``: varlen offsets, a block-sparse or a dense mask);
+* speed switches that leave the loss unchanged (``tests/test_speed_switches.py``): ``model.compile``,
+  ``optim.loss_impl=hidden`` (the logits are never built whole), ``optim.fused``, ``data.pin_memory``;
 * gradient accumulation that weights every real token equally: the micro-batches of one optimiser step
   are fetched first, their label tokens counted and summed over all processes, and each micro-batch's
   summed loss is divided by that one global count (times the world size, because DDP averages);
@@ -19,6 +22,7 @@ Read it top to bottom; every stage is a plain function call. What it guarantees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -28,13 +32,14 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, is_tensorboard_available, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, is_tensorboard_available, set_seed
 from accelerate.utils import extract_model_from_parallel as accelerate_unwrap
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -43,6 +48,7 @@ from abcgen.controls import ControlVocabulary, row_controls
 from abcgen.corpus.build import load_corpus
 from abcgen.errors import ConfigError
 from abcgen.generation.sampling import sample_tunes
+from abcgen.training.attention import packed_attention_path, prepare_attention_implementation
 from abcgen.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from abcgen.training.config import TrainConfig, parse_args, save_config
 from abcgen.training.data import (
@@ -53,8 +59,9 @@ from abcgen.training.data import (
     forward_kwargs,
     pack_examples,
 )
-from abcgen.training.loss import global_token_count, loss_scale, token_sum_cross_entropy
-from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model
+from abcgen.training.loss import DEFAULT_CHUNK_SIZE, global_token_count, loss_scale, model_token_loss
+from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model, resolve_dtype
+from abcgen.training.speed import check_compile_supported, compile_model, eager_mode, resolve_pin_memory
 
 log = logging.getLogger("abcgen.finetune")
 
@@ -71,6 +78,8 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
         cpu=multi_process_cpu,
         log_with="tensorboard" if cfg.logging.tensorboard else None,
         project_dir=cfg.checkpoint.output_dir,
+        # pinned batches (data.pin_memory) are only worth it when the copy to the GPU does not block
+        dataloader_config=DataLoaderConfiguration(non_blocking=resolve_pin_memory(cfg.data.pin_memory)),
     )
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -83,8 +92,24 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
         # accelerate would only warn and track nothing
         raise ConfigError("logging.tensorboard=true needs the tensorboard package: pip install tensorboard, "
                           "or pass --logging.tensorboard false")
+    check_speed_settings(cfg, accelerator.device.type)
     set_seed(cfg.optim.seed)
     return accelerator
+
+
+def check_speed_settings(cfg: TrainConfig, device_type: str) -> str:
+    """Check the attention implementation, packed-attention path and compile settings against this
+    hardware before anything is built (registers ``torch_varlen`` when asked for); returns the path."""
+    prepare_attention_implementation(cfg.model.attn_implementation, device_type)
+    check_compile_supported(cfg.model.compile, cfg.model.compile_backend, device_type)
+    return packed_attention_path(cfg.model.attn_implementation, cfg.data.packed_attention)
+
+
+def make_collate(cfg: TrainConfig) -> Callable[[list[Any]], dict[str, Any]]:
+    """``collate_packed`` with the packed-attention path of the config (picklable, for worker processes)."""
+    return functools.partial(collate_packed,
+                             attention=packed_attention_path(cfg.model.attn_implementation, cfg.data.packed_attention),
+                             mask_dtype=resolve_dtype(cfg.model.dtype))
 
 
 def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> dict[str, Any]:
@@ -124,8 +149,8 @@ def train_loader(cfg: TrainConfig, rows: list[Any], epoch: int, accelerator: Acc
     # Its own generator: creating a DataLoader iterator draws a seed from the *global* torch RNG otherwise,
     # and a resumed run creates its iterator at a different moment than an uninterrupted one.
     loader = DataLoader(PackedDataset(ordered), batch_size=cfg.optim.micro_batch_size, shuffle=False,
-                        collate_fn=collate_packed, num_workers=cfg.data.num_workers,
-                        pin_memory=torch.cuda.is_available(), drop_last=True,
+                        collate_fn=make_collate(cfg), num_workers=cfg.data.num_workers,
+                        pin_memory=resolve_pin_memory(cfg.data.pin_memory), drop_last=True,
                         generator=torch.Generator().manual_seed(cfg.optim.seed + epoch))
     return accelerator.prepare_data_loader(loader)
 
@@ -134,9 +159,10 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.opti
     from transformers import get_scheduler
 
     params = [p for p in model.parameters() if p.requires_grad]
+    # fused=True runs on CUDA and, since torch 2.4, on CPU; None lets torch pick its default (foreach)
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                   eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
-                                  fused=cfg.optim.fused and torch.cuda.is_available())
+                                  fused=True if cfg.optim.fused else None)
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.optim.schedule]
     scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.optim.warmup_steps,
                               num_training_steps=cfg.optim.max_steps)
@@ -145,12 +171,14 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.opti
 
 # --- one optimiser step ----------------------------------------------------------------------------------
 
-def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], accelerator: Accelerator) -> tuple[float, int]:
+def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], accelerator: Accelerator, *,
+               loss_impl: str = "logits", chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[float, int]:
     """Forward/backward over the micro-batches of one optimiser step; returns (mean loss per token, tokens).
 
     Each token weighs the same whatever micro-batch or process it is in: the loss of a micro-batch is its
     summed token loss over the number of label tokens in the whole step on all processes (times the
-    number of processes, because DDP averages gradients)."""
+    number of processes, because DDP averages gradients). ``loss_impl``/``chunk_size``: how the loss is
+    computed (``optim.loss_impl``, ``optim.loss_chunk_size``; ``abcgen.training.loss.model_token_loss``)."""
     global_tokens = global_token_count(micro_batches, accelerator)  # raises if every label is masked
     scale = loss_scale(global_tokens, accelerator)
     loss_sum = torch.zeros((), device=accelerator.device)
@@ -159,8 +187,8 @@ def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], acceler
         # Gradients are all-reduced once, after the last micro-batch of the step.
         sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
         with sync:
-            logits = model(**forward_kwargs(batch)).logits
-            token_loss, _ = token_sum_cross_entropy(logits, batch["labels"])
+            token_loss, _ = model_token_loss(model, forward_kwargs(batch), batch["labels"], impl=loss_impl,
+                                             chunk_size=chunk_size)
             accelerator.backward(token_loss * scale)
         loss_sum += token_loss.detach()
     total = accelerator.reduce(loss_sum, "sum")
@@ -168,10 +196,11 @@ def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], acceler
 
 
 def optimizer_step(model: Any, optimizer: Any, scheduler: Any, micro_batches: list[dict[str, torch.Tensor]],
-                   accelerator: Accelerator, max_grad_norm: float) -> dict[str, float]:
+                   accelerator: Accelerator, max_grad_norm: float, *, loss_impl: str = "logits",
+                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
     """One optimiser step: forward/backward over the micro-batches, clip, step, schedule. Returns what the
     loop records for the step (the benchmark in benchmarks/train_throughput.py times exactly this)."""
-    loss, tokens = train_step(model, micro_batches, accelerator)
+    loss, tokens = train_step(model, micro_batches, accelerator, loss_impl=loss_impl, chunk_size=chunk_size)
     grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     scheduler.step()
@@ -180,15 +209,21 @@ def optimizer_step(model: Any, optimizer: Any, scheduler: Any, micro_batches: li
 
 
 @torch.no_grad()
-def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int) -> dict[str, float]:
-    """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process."""
+def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int, *, loss_impl: str = "logits",
+             chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
+    """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process.
+
+    Runs eagerly even when the model is compiled (``eager_mode``): an inference graph would be one more
+    compilation for a few batches."""
     model.eval()
     loss_sum = torch.zeros((), device=accelerator.device)
     tokens = torch.zeros((), device=accelerator.device)
     for index, batch in enumerate(loader):
         if index >= max_batches:
             break
-        token_loss, count = token_sum_cross_entropy(model(**forward_kwargs(batch)).logits, batch["labels"])
+        with eager_mode():
+            token_loss, count = model_token_loss(model, forward_kwargs(batch), batch["labels"], impl=loss_impl,
+                                                 chunk_size=chunk_size)
         loss_sum += token_loss
         tokens += count
     model.train()
@@ -254,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer)
     if cfg.model.method == "lora":
         model = apply_lora(model, cfg.lora, new_token_ids)
+    model = compile_model(model, cfg.model.compile, backend=cfg.model.compile_backend)
     parameters = count_parameters(model)
     log.info("model: %s method=%s, %s parameters (%s trainable), %d new token rows", cfg.model.name_or_path or "scratch",
              cfg.model.method, f"{parameters['total']:,}", f"{parameters['trainable']:,}", len(new_token_ids))
@@ -263,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     optimizer, scheduler = make_optimizer(cfg, model)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     eval_loader = accelerator.prepare_data_loader(
-        DataLoader(PackedDataset(eval_rows), batch_size=cfg.optim.micro_batch_size, collate_fn=collate_packed,
+        DataLoader(PackedDataset(eval_rows), batch_size=cfg.optim.micro_batch_size, collate_fn=make_collate(cfg),
                    generator=torch.Generator().manual_seed(cfg.optim.seed)))
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -298,7 +334,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             batch_in_epoch += accum
             if cfg.logging.record_batches:
                 batch_digests += [_digest(b["input_ids"]) for b in micro_batches]
-            record = optimizer_step(model, optimizer, scheduler, micro_batches, accelerator, cfg.optim.max_grad_norm)
+            record = optimizer_step(model, optimizer, scheduler, micro_batches, accelerator, cfg.optim.max_grad_norm,
+                                    loss_impl=cfg.optim.loss_impl, chunk_size=cfg.optim.loss_chunk_size)
             step += 1
             tokens_seen += record["tokens"]
             record = {"step": step, **record}
@@ -309,15 +346,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 progress.set_postfix(loss=f"{loss:.4f}")
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
             if step % cfg.logging.eval_every == 0 or step == cfg.optim.max_steps:
-                metrics = evaluate(model, eval_loader, accelerator, cfg.logging.eval_batches)
+                metrics = evaluate(model, eval_loader, accelerator, cfg.logging.eval_batches,
+                                   loss_impl=cfg.optim.loss_impl, chunk_size=cfg.optim.loss_chunk_size)
                 record.update(metrics)
                 accelerator.log(metrics, step=step)
                 log.info("step %d: loss %.4f, eval loss %.4f (perplexity %.2f)", step, loss,
                          metrics["eval_loss"], metrics["eval_perplexity"])
                 if accelerator.is_main_process and cfg.logging.num_samples:
-                    samples = sample_tunes(accelerator.unwrap_model(model), tokenizer, data["vocab"],
-                                           data["eval_conditions"][: cfg.logging.num_samples],
-                                           max_new_tokens=cfg.logging.sample_max_new_tokens, seed=cfg.optim.seed + step)
+                    with eager_mode():  # generation shapes would each be a compilation
+                        samples = sample_tunes(accelerator.unwrap_model(model), tokenizer, data["vocab"],
+                                               data["eval_conditions"][: cfg.logging.num_samples],
+                                               max_new_tokens=cfg.logging.sample_max_new_tokens,
+                                               seed=cfg.optim.seed + step)
                     record["samples"] = [asdict(sample) for sample in samples]
                     for sample in samples:
                         log.info("sample (%s, bar check %s):\n%s", sample.conditions,

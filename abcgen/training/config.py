@@ -37,7 +37,13 @@ METHODS = ("lora", "full", "scratch")
 # tokenizer; vae and gan have loops of their own (abcgen.models), started from the same entry point.
 ARCHITECTURES = ("llama", "lstm", "vae", "gan")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", "torch_varlen")
+# The speed switches (abcgen.training.attention, .speed, .loss hold the same tuples; a test checks they agree).
+PACKED_ATTENTION = ("auto", "position_ids", "varlen", "mask")
+COMPILE_MODES = ("none", "model", "regional")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+PIN_MEMORY = ("auto", "always", "never")
+LOSS_IMPLEMENTATIONS = ("logits", "hidden")
 LOSS_ON = ("tune", "all")
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -80,6 +86,22 @@ class ScratchModelSettings:
 
 
 @dataclass
+class LstmSettings:
+    """The LSTM language model (``abcgen.models.lstm.MusicLSTM``) built when ``model.architecture == "lstm"``."""
+
+    embedding_size: int = field(default=256, metadata=_help("token embedding width (also the output head's "
+                                                                "input); parameters grow with vocabulary x it"))
+    hidden_size: int = field(default=512, metadata=_help("units of every LSTM layer; higher = better and "
+                                                             "slower (each layer has ~8 x its square weights)"))
+    num_layers: int = field(default=2, metadata=_help("stacked LSTM layers; higher = deeper, slower"))
+    dropout: float = field(default=0.1, metadata=_help("dropout on embeddings, between layers and on the "
+                                                           "output, in training; 0 <= dropout < 1"))
+    tie_weights: bool = field(default=True, metadata=_help("share the embedding matrix with the output head "
+                                                               "(a projection hidden_size -> embedding_size is "
+                                                               "added when they differ); false = a head of its own"))
+
+
+@dataclass
 class ModelSettings:
     """Which model to start from and how to train it."""
 
@@ -93,12 +115,23 @@ class ModelSettings:
                                                           "empty = build one from name_or_path + the corpus"))
     dtype: str = field(default="auto", metadata=_help("auto | float32 | bfloat16 | float16; auto = bfloat16 "
                                                           "where the hardware has it, else float32"))
-    attn_implementation: str = field(default="sdpa", metadata=_help("sdpa | eager | flash_attention_2 "
-                                                                        "(the last needs the flash-attn package)"))
+    attn_implementation: str = field(default="sdpa", metadata=_help(
+        "sdpa | eager | flash_attention_2 (needs the flash-attn package) | flex_attention (CUDA; block-sparse "
+        "over packed tunes) | torch_varlen (torch's own varlen flash kernel, torch >= 2.10 on CUDA; a dense-mask "
+        "reference elsewhere). The fastest with packed rows on a GPU: torch_varlen or flex_attention"))
     gradient_checkpointing: bool = field(default=False, metadata=_help("recompute activations in the backward "
                                                                            "pass: less memory, ~30% slower"))
+    compile: str = field(default="none", metadata=_help(
+        "torch.compile: none | model (the whole forward pass) | regional (each decoder layer, compiled once and "
+        "reused: most of the speed-up for a fraction of the compile time). The first steps are slower while it "
+        "compiles"))
+    compile_backend: str = field(default="inductor", metadata=_help(
+        "inductor (fused kernels; needs triton on CUDA, a C++ compiler on CPU) | aot_eager (traces, no speed-up: "
+        "checks that a model compiles, fast) | eager"))
     scratch: ScratchModelSettings = field(default_factory=ScratchModelSettings,
                                           metadata=_help("the model's shape when method=scratch"))
+    lstm: LstmSettings = field(default_factory=LstmSettings,
+                               metadata=_help("the model's shape when architecture=lstm"))
 
 
 @dataclass
@@ -137,6 +170,14 @@ class DataSettings:
                                                                      "unconditioned generation works; 0 <= p <= 1"))
     max_train_tunes: int = field(default=0, metadata=_help("train on at most this many tunes; 0 = all"))
     num_workers: int = field(default=0, metadata=_help("dataloader worker processes; 0 = in the main process"))
+    packed_attention: str = field(default="auto", metadata=_help(
+        "how tunes packed in one row are kept apart: auto (the fastest the attention implementation has) | "
+        "position_ids (restarting positions; sdpa/eager build a dense mask, flex_attention a block-sparse one) | "
+        "varlen (tune offsets for flash_attention_2/torch_varlen: no mask at all) | mask (an explicit dense "
+        "float mask; the fallback)"))
+    pin_memory: str = field(default="auto", metadata=_help(
+        "page-locked host memory for batches, so the copy to the GPU overlaps compute: auto (with CUDA) | "
+        "always | never"))
 
 
 @dataclass
@@ -159,7 +200,14 @@ class OptimSettings:
     max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (> 0); a large "
                                                                  "value such as 1e9 effectively turns clipping off"))
     seed: int = field(default=0, metadata=_help("seed for initialisation, shuffling and condition dropout"))
-    fused: bool = field(default=False, metadata=_help("fused AdamW kernel (CUDA only); faster"))
+    fused: bool = field(default=False, metadata=_help("fused AdamW kernel (one kernel for all parameters, CUDA "
+                                                          "and CPU); faster, same update"))
+    loss_impl: str = field(default="logits", metadata=_help(
+        "logits (the model's full (batch, positions, vocabulary) logits, cross-entropy in chunks) | hidden (the "
+        "logits are never built whole: labelled positions of the last hidden states are projected chunk by "
+        "chunk; the memory saver for 100k+ vocabularies, same loss)"))
+    loss_chunk_size: int = field(default=1024, metadata=_help("positions per cross-entropy chunk; higher = "
+                                                                  "faster, more memory (chunk x vocabulary floats)"))
 
 
 @dataclass
@@ -191,6 +239,70 @@ class LoggingSettings:
 
 
 @dataclass
+class VaeSettings:
+    """The sequence VAE (``model.architecture: vae``, abcgen.models.vae): sizes, segments and the KL schedule."""
+
+    latent_size: int = field(default=32, metadata=_help("dimensions of the latent z; more = more detail can be "
+                                                            "encoded, more dimensions may stay inactive"))
+    embedding_size: int = field(default=64, metadata=_help("token embedding width, shared by encoder and decoder"))
+    encoder_hidden_size: int = field(default=128, metadata=_help("hidden size of each direction of the "
+                                                                     "bidirectional GRU encoder"))
+    encoder_layers: int = field(default=1, metadata=_help("stacked GRU layers in the encoder"))
+    decoder_hidden_size: int = field(default=256, metadata=_help("hidden size of the GRU decoder; higher = "
+                                                                     "better reconstruction, slower"))
+    decoder_layers: int = field(default=1, metadata=_help("stacked GRU layers in the decoder"))
+    segment_bars: int = field(default=0, metadata=_help("what one latent encodes: 0 = a whole tune, N = N "
+                                                            "consecutive bars (tunes are cut into N-bar phrases)"))
+    max_tokens: int = field(default=256, metadata=_help("longest segment body in tokens; longer segments are "
+                                                            "skipped (counted in the summary)"))
+    kl_weight: float = field(default=1.0, metadata=_help("weight of the KL term after annealing (beta); < 1 "
+                                                             "favours reconstruction over a smooth latent space"))
+    kl_anneal_steps: int = field(default=1000, metadata=_help("optimizer steps over which the KL weight grows "
+                                                                  "linearly from 0 to kl_weight; 0 = full weight "
+                                                                  "from the start"))
+    free_bits: float = field(default=0.0, metadata=_help("nats per latent dimension the KL does not penalise "
+                                                             "(free bits, against posterior collapse); 0 = off"))
+    word_dropout: float = field(default=0.0, metadata=_help("chance to blank each body token of the decoder's "
+                                                                "input, so it must read z; 0 <= p < 1"))
+    reconstruct_segments: int = field(default=64, metadata=_help("eval segments greedily decoded from their "
+                                                                     "mean at each evaluation for the exact "
+                                                                     "reconstruction rate; 0 = all"))
+
+
+@dataclass
+class GanSettings:
+    """The piano-roll GAN (``model.architecture: gan``, abcgen.models.gan): grid, sizes and objective. It uses
+    optim.max_steps (generator steps), optim.micro_batch_size and optim.seed; its learning rates and betas
+    are here (constant, no warm-up: the usual for WGAN-GP)."""
+
+    bars: int = field(default=4, metadata=_help("bars per generated window (and per training window)"))
+    steps_per_whole_note: int = field(default=16, metadata=_help(
+        "grid steps per whole note (= per 4/4 bar; a 6/8 bar gets 3/4 of it); 16 = sixteenth notes; a power "
+        "of two, 4..64; finer = fewer notes moved to the grid, wider rolls"))
+    bar_steps: int = field(default=18, metadata=_help("time axis of one bar in the roll; tunes whose bar needs "
+                                                          "more steps are skipped (18 holds 9/8 at 16 a whole note)"))
+    lowest_pitch: int = field(default=52, metadata=_help("lowest MIDI pitch of the roll (52 = E3), after "
+                                                             "transposing to the white-key signature of the mode"))
+    num_pitches: int = field(default=40, metadata=_help("pitches in the roll from lowest_pitch; windows outside "
+                                                            "are moved by octaves or skipped (counted)"))
+    latent_size: int = field(default=64, metadata=_help("dimensions of the generator's noise z"))
+    condition_size: int = field(default=16, metadata=_help("embedding width of each condition (mode, meter, "
+                                                               "rhythm)"))
+    generator_width: int = field(default=256, metadata=_help("hidden width of the generator's MLPs"))
+    critic_width: int = field(default=256, metadata=_help("hidden width of the critic's MLPs"))
+    loss: str = field(default="wgan-gp", metadata=_help("wgan-gp (Wasserstein loss + gradient penalty) | hinge "
+                                                            "(hinge loss, spectral norm on the critic)"))
+    gp_weight: float = field(default=10.0, metadata=_help("gradient-penalty weight (lambda) of wgan-gp; 10 is "
+                                                              "the published value"))
+    critic_steps: int = field(default=5, metadata=_help("critic updates per generator update (5 for wgan-gp, "
+                                                            "1-2 for hinge)"))
+    lr_generator: float = field(default=1e-4, metadata=_help("Adam learning rate of the generator"))
+    lr_critic: float = field(default=1e-4, metadata=_help("Adam learning rate of the critic"))
+    beta1: float = field(default=0.5, metadata=_help("Adam beta1 of both (0.5 or 0 is usual for GANs)"))
+    beta2: float = field(default=0.9, metadata=_help("Adam beta2 of both"))
+
+
+@dataclass
 class TrainConfig:
     """A whole run. Build it with ``load_config``/``parse_args``; check it with ``validate``."""
 
@@ -201,6 +313,9 @@ class TrainConfig:
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings,
                                            metadata=_help("checkpoints and resuming"))
     logging: LoggingSettings = field(default_factory=LoggingSettings, metadata=_help("logging and evaluation"))
+    vae: VaeSettings = field(default_factory=VaeSettings,
+                             metadata=_help("the sequence VAE (model.architecture=vae)"))
+    gan: GanSettings = field(default_factory=GanSettings, metadata=_help("the piano-roll GAN (model.architecture=gan)"))
 
     def problems(self) -> list[str]:
         """Every invalid value, one message each naming the key, the value and the fix."""
@@ -225,13 +340,19 @@ class TrainConfig:
             out.append(f"model.architecture={m.architecture!r} is trained from random weights: set "
                        "model.method=scratch (only llama-family hub models can be fine-tuned with lora/full)")
         choice("model.attn_implementation", m.attn_implementation, ATTN_IMPLEMENTATIONS)
+        choice("model.compile", m.compile, COMPILE_MODES)
+        choice("model.compile_backend", m.compile_backend, COMPILE_BACKENDS)
+        choice("data.packed_attention", d.packed_attention, PACKED_ATTENTION)
+        choice("data.pin_memory", d.pin_memory, PIN_MEMORY)
+        choice("optim.loss_impl", o.loss_impl, LOSS_IMPLEMENTATIONS)
+        at_least("optim.loss_chunk_size", o.loss_chunk_size, 1)
         choice("data.loss_on", d.loss_on, LOSS_ON)
         choice("optim.schedule", o.schedule, SCHEDULES)
         if m.method in ("lora", "full") and not m.name_or_path:
             out.append(f"model.name_or_path is empty but model.method={m.method!r} starts from a pretrained "
                        "model: give a hub id or a local folder, or set model.method=scratch")
         if m.method == "scratch":
-            if not m.name_or_path and not m.tokenizer:
+            if not m.name_or_path and not m.tokenizer and m.architecture != "gan":  # the GAN reads piano rolls
                 out.append("model.tokenizer is empty and so is model.name_or_path, but method=scratch needs a "
                            "tokenizer: give a folder from 'abcgen tokenizer build' (or a base to build from)")
             for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
@@ -244,9 +365,17 @@ class TrainConfig:
             if s.num_kv_heads >= 1 and s.num_heads % s.num_kv_heads:
                 out.append(f"model.scratch.num_kv_heads={s.num_kv_heads} does not divide model.scratch.num_heads="
                            f"{s.num_heads}: choose a divisor of num_heads")
-            if s.max_position_embeddings < d.max_length:
+            if s.max_position_embeddings < d.max_length and m.architecture == "llama":
                 out.append(f"model.scratch.max_position_embeddings={s.max_position_embeddings} is shorter than "
                            f"data.max_length={d.max_length}: raise it to at least {d.max_length}")
+        if m.architecture == "lstm":
+            for key in ("embedding_size", "hidden_size", "num_layers"):
+                at_least(f"model.lstm.{key}", getattr(m.lstm, key), 1)
+            if not 0 <= m.lstm.dropout < 1:
+                out.append(f"model.lstm.dropout={m.lstm.dropout!r} must be in [0, 1)")
+            if m.gradient_checkpointing:
+                out.append("model.gradient_checkpointing=true is not supported by architecture=lstm (its "
+                           "activations are small; recomputing the recurrence would double its cost): set it false")
         if m.method == "lora":
             at_least("lora.r", lo.r, 1)
             at_least("lora.alpha", lo.alpha, 1)
@@ -296,6 +425,49 @@ class TrainConfig:
         at_least("logging.eval_batches", lg.eval_batches, 0, " (0 = the whole split)")
         at_least("logging.num_samples", lg.num_samples, 0)
         at_least("logging.sample_max_new_tokens", lg.sample_max_new_tokens, 1)
+        v = self.vae
+        for key in ("latent_size", "embedding_size", "encoder_hidden_size", "encoder_layers", "decoder_hidden_size",
+                    "decoder_layers", "max_tokens"):
+            at_least(f"vae.{key}", getattr(v, key), 1)
+        at_least("vae.segment_bars", v.segment_bars, 0, " (0 = whole tunes)")
+        at_least("vae.kl_weight", v.kl_weight, 0)
+        at_least("vae.kl_anneal_steps", v.kl_anneal_steps, 0, " (0 = full weight from the start)")
+        at_least("vae.free_bits", v.free_bits, 0, " (0 = off)")
+        at_least("vae.reconstruct_segments", v.reconstruct_segments, 0, " (0 = all)")
+        if not 0 <= v.word_dropout < 1:
+            out.append(f"vae.word_dropout={v.word_dropout!r} must be in [0, 1): at 1 the decoder never sees a token")
+        if m.architecture == "vae" and c.resume:
+            out.append(f"checkpoint.resume={c.resume!r}: the VAE loop writes only the final model (a run takes "
+                       "minutes), so there is nothing to resume from: leave checkpoint.resume empty")
+        out += self.gan_problems()
+        return out
+
+    def gan_problems(self) -> list[str]:
+        """The problems of the ``gan`` section (and of settings a GAN run cannot honour)."""
+        g, out = self.gan, []
+        for key in ("bars", "bar_steps", "num_pitches", "latent_size", "condition_size", "generator_width",
+                    "critic_width", "critic_steps"):
+            if getattr(g, key) < 1:
+                out.append(f"gan.{key}={getattr(g, key)!r} must be >= 1")
+        if g.steps_per_whole_note not in (4, 8, 16, 32, 64):
+            out.append(f"gan.steps_per_whole_note={g.steps_per_whole_note!r} must be a power of two from 4 to 64 "
+                       "(16 = sixteenth notes), so every step is a plain ABC length")
+        if g.lowest_pitch < 0 or g.lowest_pitch + g.num_pitches > 128:
+            out.append(f"gan.lowest_pitch={g.lowest_pitch} with gan.num_pitches={g.num_pitches} leaves the MIDI "
+                       "range 0..127: choose 0 <= lowest_pitch and lowest_pitch + num_pitches <= 128")
+        if g.loss not in ("wgan-gp", "hinge"):
+            out.append(f"gan.loss={g.loss!r} is not one of wgan-gp, hinge: pick one of them")
+        if g.gp_weight < 0:
+            out.append(f"gan.gp_weight={g.gp_weight!r} must be >= 0 (10 is usual)")
+        for key in ("lr_generator", "lr_critic"):
+            if getattr(g, key) <= 0:
+                out.append(f"gan.{key}={getattr(g, key)!r} must be > 0, e.g. 1e-4")
+        for key in ("beta1", "beta2"):
+            if not 0 <= getattr(g, key) < 1:
+                out.append(f"gan.{key}={getattr(g, key)!r} must be in [0, 1)")
+        if self.model.architecture == "gan" and self.checkpoint.resume:
+            out.append(f"checkpoint.resume={self.checkpoint.resume!r}: the GAN loop writes only the final model, so "
+                       "there is nothing to resume from: leave checkpoint.resume empty")
         return out
 
     def validate(self) -> TrainConfig:

@@ -27,24 +27,28 @@ decreasing (ties in length broken by a seeded shuffle, rows then shuffled with t
 is a pure function of the examples and the seed). The tail of a row is one padding segment (pad id,
 labels -100) with its own position ids. ``position_ids`` restart at 0 for every segment.
 
-**Which attention path transformers 5.24 honours for packed rows** (checked in
-``masking_utils.create_causal_mask`` and by ``tests/test_packing.py`` for Llama with ``sdpa`` and
-``eager``):
+**Which attention path keeps packed tunes apart** (checked in transformers 5.24's
+``masking_utils.create_causal_mask`` and ``_flash_attention_forward``, and by ``tests/test_packing.py``;
+``abcgen.training.attention.packed_attention_path`` picks one per attention implementation):
 
 * ``attention_mask=None`` + restarting ``position_ids`` (``collate_packed(..., attention="position_ids")``,
   the default): ``find_packed_sequence_indices`` turns the position ids into a block-diagonal causal
-  mask -- **but only when the model runs without a cache**. ``_preprocess_mask_arguments`` skips the
-  detection when ``cache is not None``, and ``LlamaModel.forward`` creates a ``DynamicCache`` whenever
-  ``use_cache`` is true, which is the config default *even in training mode*. With ``use_cache`` left
-  at its default, tunes in one row silently attend to each other (logits differ by ~0.2 on a tiny
-  Llama). So call the model with ``use_cache=False`` (``forward_kwargs(batch)`` adds it) or set
-  ``model.config.use_cache = False``. This is also the form flash-attention-2 turns into varlen
-  attention on a GPU.
+  mask (dense for ``sdpa``/``eager``, a block-sparse ``BlockMask`` for ``flex_attention``) -- **but only
+  when the model runs without a cache**. ``_preprocess_mask_arguments`` skips the detection when
+  ``cache is not None``, and ``LlamaModel.forward`` creates a ``DynamicCache`` whenever ``use_cache`` is
+  true, which is the config default *even in training mode*. With ``use_cache`` left at its default,
+  tunes in one row silently attend to each other (logits differ by ~0.2 on a tiny Llama). So call the
+  model with ``use_cache=False`` (``forward_kwargs(batch)`` adds it) or set
+  ``model.config.use_cache = False``. Not for ``flash_attention_2``: it reads packing from position ids
+  only when the batch has one row.
+* ``attention="varlen"``: no mask; ``cu_seq_lens_q/k`` and ``max_length_q/k`` (the tunes' offsets in the
+  flattened batch) for ``flash_attention_2/3`` and ``torch_varlen`` (``abcgen.training.attention``): no
+  ``T x T`` mask and no work between tunes. Position ids still restart per tune (RoPE).
 * a 4D additive float mask ``(B, 1, T, T)`` (0 = attend, dtype min = blocked;
   ``attention="mask"``): returned as-is by ``create_causal_mask`` (whatever ``use_cache`` is) and
   correct for both ``sdpa`` and ``eager``. A 4D **bool** mask is *wrong* with ``eager``
   (``attn_weights + mask`` adds 1 to the allowed scores instead of blocking), so only float masks are
-  built here. Costs ``B*T*T`` floats per batch and is not usable with flash-attention-2.
+  built here. Costs ``B*T*T`` floats per batch and is not usable with flash-attention-2: the fallback.
 
 **Order and resume.** ``epoch_order(num_rows, seed, epoch)`` is the row order of an epoch, a pure
 function of its arguments; ``EpochSampler`` yields it and has ``set_epoch`` (accelerate's prepared
@@ -69,12 +73,13 @@ from abcgen.errors import ConfigError
 from abcgen.notation import events as ev
 from abcgen.notation.tune import parse_tune
 from abcgen.tokenization.extend import abc_to_ids
+from abcgen.training.attention import varlen_kwargs
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label of a token that is not trained on (torch cross_entropy's ignore_index)
 LOSS_ON = ("tune", "all")
-ATTENTION = ("position_ids", "mask")
+ATTENTION = ("position_ids", "varlen", "mask")
 _WHITESPACE_KINDS = frozenset({ev.SPACE, ev.NEWLINE, ev.CONTINUATION})
 
 
@@ -431,17 +436,19 @@ def block_causal_mask(seq_lens_per_row: Sequence[Sequence[int]], dtype: torch.dt
 
 
 def collate_packed(rows: Sequence[PackedRow], *, attention: str = "position_ids",
-                   mask_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+                   mask_dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Stack rows into ``input_ids``, ``labels``, ``position_ids`` (each ``(B, T)`` long).
 
     ``attention="position_ids"`` (default) adds no mask: the model must then run with ``use_cache=False``
-    (see the module docstring; ``forward_kwargs`` does it). ``attention="mask"`` adds ``attention_mask``,
-    the ``(B, 1, T, T)`` additive block-causal mask in ``mask_dtype``, honoured whatever ``use_cache`` is.
+    (see the module docstring; ``forward_kwargs`` does it). ``attention="varlen"`` adds ``cu_seq_lens_q/k``
+    (int32 ``(segments + 1,)``) and ``max_length_q/k`` (int) for flash-attention and ``torch_varlen``.
+    ``attention="mask"`` adds ``attention_mask``, the ``(B, 1, T, T)`` additive block-causal mask in
+    ``mask_dtype`` (the model's compute dtype), honoured whatever ``use_cache`` is.
     Raises ``ValueError`` on a batch without a single label token (it would train on nothing).
     """
     if attention not in ATTENTION:
         raise ConfigError(f"attention={attention!r} is not one of {', '.join(ATTENTION)}")
-    batch = {
+    batch: dict[str, Any] = {
         "input_ids": torch.stack([r.input_ids for r in rows]),
         "labels": torch.stack([r.labels for r in rows]),
         "position_ids": torch.stack([r.position_ids for r in rows]),
@@ -450,10 +457,12 @@ def collate_packed(rows: Sequence[PackedRow], *, attention: str = "position_ids"
         raise ValueError("a batch of packed rows has no label tokens: every example is fully masked")
     if attention == "mask":
         batch["attention_mask"] = block_causal_mask([r.seq_lens for r in rows], mask_dtype)
+    elif attention == "varlen":
+        batch.update(varlen_kwargs([r.seq_lens for r in rows]))
     return batch
 
 
-def forward_kwargs(batch: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def forward_kwargs(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The model's keyword arguments for a collated batch: everything but ``labels`` (the loss is computed
     outside the model, ``abcgen.training.loss``) and ``use_cache=False``, without which transformers
     ignores restarting position ids and lets packed tunes attend to each other."""

@@ -25,6 +25,14 @@ logits is ever held (only the logits themselves, which the model returns anyway)
 labelled positions of the final hidden states, and computes ``hidden @ W.T`` chunk by chunk, recomputed
 in the backward pass (for 128k-token vocabularies, where the logits dominate the activation memory).
 It ignores output soft-capping and logit scaling (Gemma-2, Cohere): use the plain variant for those.
+
+**From a model** (``model_token_loss``, what the training loop calls; ``optim.loss_impl``): ``logits``
+calls the model and applies ``token_sum_cross_entropy`` to its ``(B, T, V)`` logits; ``hidden`` calls the
+model with ``logits_to_keep=1`` (one position of logits per row instead of ``T``), takes the final hidden
+states from a forward hook on ``get_decoder()``, and projects only the labelled positions through
+``get_output_embeddings()`` -- the head *module*, so peft's trainable-token or LoRA wrappers on the head
+are honoured. The model is still called as a whole, so DDP/FSDP wrappers see the forward pass they sync
+gradients for, and a compiled model is traced with the hook in place.
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from abcgen.errors import ConfigError
+
 IGNORE_INDEX = -100
+LOSS_IMPLEMENTATIONS = ("logits", "hidden")
 DEFAULT_CHUNK_SIZE = 1024  # positions per chunk (per row for the logits variant); higher = more memory
 
 
@@ -51,8 +62,10 @@ def num_label_tokens(labels: torch.Tensor) -> int:
 
 
 def _chunk_ce_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    # (..., V) any dtype -> float32 scalar; the float32 copy lives only inside this chunk
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+    # (..., V) any dtype -> a float32 scalar (float64 for float64 logits: never narrower than the input);
+    # the upcast copy lives only inside this chunk
+    flat = logits.reshape(-1, logits.shape[-1])
+    return F.cross_entropy(flat if flat.dtype == torch.float64 else flat.float(), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
@@ -67,15 +80,16 @@ def token_sum_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *,
     """``(sum of token losses, number of label tokens)`` of a causal LM.
 
     ``logits`` ``(B, T, V)`` in any dtype, ``labels`` ``(B, T)`` unshifted (the model's input positions,
-    -100 = no loss); position ``t`` predicts ``labels[:, t + 1]``. The sum is float32; the count a long
+    -100 = no loss); position ``t`` predicts ``labels[:, t + 1]``. The sum is float32 (float64 for float64
+    logits); the count a long
     scalar. Chunks of ``chunk_size`` positions are upcast one at a time; ``recompute`` (default: when the
-    logits are not float32) checkpoints each chunk so that its float32 copy and log-softmax are not kept
+    logits are narrower than float32) checkpoints each chunk so that its float32 copy and log-softmax are not kept
     for the backward pass. With float32 logits there is no upcast to save and recomputing only costs time.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
     if recompute is None:
-        recompute = logits.dtype != torch.float32
+        recompute = logits.dtype not in (torch.float32, torch.float64)
     # Shift the targets, not the logits: slicing (B, T, V) logits would copy them on the reshape.
     targets = F.pad(_shifted(labels), (0, 1), value=IGNORE_INDEX)  # (B, T): position t -> label t+1
     total = logits.new_zeros((), dtype=torch.float32)
@@ -126,6 +140,74 @@ def causal_lm_loss_from_hidden(
         total = total + _maybe_checkpoint(chunk_loss, hidden[start:start + chunk_size],
                                           targets[start:start + chunk_size], *extra)
     return total, keep.sum()
+
+
+# --- from a model --------------------------------------------------------------------------------------
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The ``PreTrainedModel`` inside DDP/FSDP (``.module``), ``torch.compile`` (``._orig_mod``) and peft
+    (``get_base_model()``) wrappers: the module that has ``get_decoder`` and ``get_output_embeddings``."""
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel) or type(model).__name__ in (
+                "FullyShardedDataParallel", "DeepSpeedEngine"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        else:
+            return model
+
+
+class _HiddenStateCapture:
+    """A forward hook on the decoder that keeps its last ``last_hidden_state`` ``(B, T, H)`` until taken."""
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        self.hidden: torch.Tensor | None = None
+        decoder.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        self.hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+
+    def take(self) -> torch.Tensor:
+        hidden, self.hidden = self.hidden, None
+        if hidden is None:
+            raise RuntimeError("the decoder's forward hook did not run: the model did not call get_decoder()")
+        return hidden
+
+
+def _hidden_capture(model: torch.nn.Module) -> tuple[_HiddenStateCapture, torch.nn.Module]:
+    """The capture installed (once) on the model's decoder, and the output head module."""
+    base = unwrap_model(model)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if not isinstance(decoder, torch.nn.Module) or not isinstance(head, torch.nn.Module):
+        raise ConfigError(f"optim.loss_impl=hidden needs a model with get_decoder() and get_output_embeddings() "
+                          f"modules; {type(base).__name__} has not: use optim.loss_impl=logits")
+    capture = getattr(base, "_abcgen_hidden_capture", None)
+    if capture is None:
+        capture = _HiddenStateCapture(decoder)
+        base._abcgen_hidden_capture = capture  # one hook per model, whatever the number of calls
+    return capture, head
+
+
+def model_token_loss(model: torch.nn.Module, inputs: Mapping[str, Any], labels: torch.Tensor, *,
+                     impl: str = "logits", chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum of token losses, number of label tokens)`` of ``model(**inputs)`` against ``labels`` ``(B, T)``.
+
+    ``impl="logits"``: from the model's full logits (``token_sum_cross_entropy``). ``impl="hidden"``: the
+    logits are never built whole (``causal_lm_loss_from_hidden`` on the final hidden states, see the
+    module docstring) -- the same value within float rounding, much less memory with a large vocabulary.
+    ``inputs`` are the model's keyword arguments (``forward_kwargs(batch)``).
+    """
+    if impl == "logits":
+        return token_sum_cross_entropy(model(**inputs).logits, labels, chunk_size=chunk_size)
+    if impl != "hidden":
+        raise ConfigError(f"optim.loss_impl={impl!r} is not one of {', '.join(LOSS_IMPLEMENTATIONS)}")
+    capture, head = _hidden_capture(model)
+    model(**inputs, logits_to_keep=1)
+    return causal_lm_loss_from_hidden(capture.take(), head, labels, chunk_size=chunk_size)
 
 
 # --- weighting micro-batches ---------------------------------------------------------------------------
