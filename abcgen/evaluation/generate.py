@@ -1,0 +1,140 @@
+"""The generated side of an evaluation: conditions drawn from the real test split, tunes from the model.
+
+Conditions are not invented: each generated tune copies the labels of one real test tune drawn at random
+(its key, meter, unit length, bar count and -- where the model was trained with them -- rhythm, origin,
+form ...), so the generated set asks for what the real set contains and the two can be compared
+metric by metric. What was asked is kept with every tune: adherence is measured against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from abcgen.controls import OTHER, ControlVocabulary
+from abcgen.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Conditions the pipeline enforces through the header and the constraint, whatever the model was trained on.
+HEADER_CONDITIONS = ("key", "meter", "unit_length")
+
+
+@dataclass
+class GenerationSettings:
+    """How the generated set is sampled; recorded in the report beside every number."""
+
+    num_samples: int = 100  # tunes per seed
+    seeds: tuple[int, ...] = (0, 1, 2)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int | None = None  # None = the pipeline's budget for the requested bars
+    constrained: bool = True
+    max_bars: int = 32  # bar counts drawn from real tunes are capped here (long tunes cost generation time)
+    voices_from_data: bool = True  # multi-voice rows ask for as many voices (up to 4)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"num_samples": self.num_samples, "seeds": list(self.seeds), "temperature": self.temperature,
+                "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained,
+                "max_bars": self.max_bars, "voices_from_data": self.voices_from_data}
+
+
+@dataclass
+class Request:
+    """What one generated tune was asked for: pipeline arguments, and the real row they were copied from."""
+
+    conditions: dict[str, Any]
+    voices: int = 1
+    source_row: int = -1
+    skipped: dict[str, str] = field(default_factory=dict)  # condition -> why it was not requested
+
+
+def eligible_rows(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabulary, trained: Sequence[str]) -> list[int]:
+    """Rows whose header conditions the model can be asked for: the pipeline refuses a key, meter or unit
+    length the model was conditioned on but never saw (it writes them into the header, but its control
+    token does not exist). The report states how many rows were eligible."""
+    out = []
+    for i, row in enumerate(rows):
+        known = all(not row.get(name) or name not in trained or str(row[name]) in vocabulary.values.get(name, {})
+                    for name in HEADER_CONDITIONS)
+        if known:
+            out.append(i)
+    return out
+
+
+def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabulary, trained: Sequence[str], n: int,
+                  seed: int, *, max_bars: int = 32, voices_from_data: bool = True) -> list[Request]:
+    """``n`` requests, each copying the labels of a real row drawn with replacement (``random.Random(seed)``)
+    among the ``eligible_rows``.
+
+    A label becomes a condition when the model was trained with it (``trained``) and knows the value (it is
+    in ``vocabulary``), or when the pipeline enforces it itself (key, meter, unit length, bars). Labels left
+    out are recorded in ``Request.skipped`` with the reason, never silently."""
+    eligible = eligible_rows(rows, vocabulary, trained)
+    if not eligible:
+        raise ConfigError(f"none of the {len(rows)} real tunes has a key/meter/unit length the model was trained "
+                          "with: evaluate on a corpus that matches the model's control vocabulary")
+    rng = random.Random(seed)
+    requests = []
+    for _ in range(n):
+        index = eligible[rng.randrange(len(eligible))]
+        row = rows[index]
+        conditions: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        for name in HEADER_CONDITIONS:
+            if row.get(name):
+                conditions[name] = str(row[name])
+        num_bars = int(row.get("num_bars") or 0)
+        if num_bars:
+            conditions["bars"] = min(num_bars, max_bars)
+            if num_bars > max_bars:
+                skipped["bars"] = f"{num_bars} bars capped at {max_bars}"
+        for name in ("rhythm", "origin", "composer", "form", "tempo"):
+            value = str(row.get(name) or "")
+            if not value:
+                continue
+            if name not in trained:
+                skipped[name] = "the model was not trained with this condition"
+            elif value == OTHER or value not in vocabulary.values.get(name, {}):
+                skipped[name] = f"{value!r} is not in the model's vocabulary"
+            else:
+                conditions[name] = value
+        voices = min(int(row.get("num_voices") or 1), 4) if voices_from_data else 1
+        if voices > 1:
+            conditions.pop("form", None)  # the pipeline's multi-voice mode follows voice 1's bars, not a form
+        requests.append(Request(conditions, voices, index, skipped))
+    return requests
+
+
+def generate_for_requests(pipe: Any, requests: Sequence[Request], settings: GenerationSettings, seed: int,
+                          *, progress: bool = True) -> list[dict[str, Any]]:
+    """Run the ``abc-generation`` pipeline once per distinct request (``num_return_sequences`` = how many
+    times it was drawn), seeded from ``seed``; returns one result per request, in request order, each with
+    its ``request``. Never drops a tune: a failed call is kept as an invalid result with the error."""
+    from abcgen.errors import AbcgenError
+
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault((tuple(sorted(request.conditions.items())), request.voices), []).append(i)
+    results: list[dict[str, Any] | None] = [None] * len(requests)
+    bar = tqdm(total=len(requests), desc=f"generate (seed {seed})", disable=not progress)
+    for group_index, ((conditions, voices), members) in enumerate(groups.items()):
+        try:
+            tunes = pipe(**dict(conditions), voices=voices, num_return_sequences=len(members),
+                         temperature=settings.temperature, top_p=settings.top_p,
+                         max_new_tokens=settings.max_new_tokens, constrained=settings.constrained,
+                         seed=seed * 100_003 + group_index)
+        except AbcgenError as exc:
+            log.warning("generation failed for %s: %s", dict(conditions), exc)
+            tunes = [{"abc": "", "valid": False, "problems": [f"generation failed: {exc}"]}] * len(members)
+        for member, tune in zip(members, tunes, strict=True):
+            results[member] = {"abc": tune["abc"], "valid": tune["valid"], "problems": tune.get("problems", []),
+                               "request": requests[member]}
+        bar.update(len(members))
+    bar.close()
+    return [r for r in results if r is not None]

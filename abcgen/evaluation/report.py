@@ -1,0 +1,421 @@
+"""Score a generated set against real music with the same code, and write ``report.json`` / ``report.md``.
+
+``evaluate_texts`` is the Python API: it takes ABC texts from any generator (ours or another toolkit's),
+real tunes of the same size from a held-out split, the training split (for copy detection and the style
+classifier), and optionally what each generated tune was asked for (for adherence). Every metric is
+computed on the generated set and on the real set by the same function, side by side, with bootstrap 95 %
+intervals over pieces; metrics that compare two sets (distribution overlap, histogram divergences) are
+computed generated-vs-real and, as the floor, real-vs-real between two halves of the held-out split.
+
+Metric names, tiers and definitions follow ``shared/reference/evaluation.md``; ``REFERENCES`` keeps the
+published real-data values beside them so a reader sees what "good" looks like.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from abcgen.evaluation.piece import Piece, read_pieces
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# Published real-data values (evaluation.md) shown next to ours; "" when the reference gives none.
+REFERENCES = {
+    "strict_validity": "94.2 % of real tunes pass abc2midi",
+    "bar_alignment_error": "0.52 % of bars (NotaGen 0.16-0.27 %)",
+    "repeat_errors": "folk-rnn 0.31 %",
+    "pitch_class_entropy": "2.67 bits",
+    "scale_consistency": "0.984",
+    "pitch_range": "17.0 semitones",
+    "pitch_classes_used": "7.6",
+    "groove_consistency": "0.954",
+    "repeat_sign_rate": "79.2 % (ChatMusician 76.0 %)",
+    "form_top15_share": "58 %",
+    "nearest_neighbour_similarity": "held-out real: median 0.463",
+    "copy_rate": "held-out real: 1.0 % >= 0.85",
+    "key_adherence_ks": "real tunes vs own K: 79.8 % (KS)",
+    "key_signature_adherence_ks": "85.3 % (KS)",
+    "key_adherence_aarden": "79.8 % (Aarden-Essen)",
+    "key_signature_adherence_aarden": "92.3 % (Aarden-Essen)",
+    "meter_adherence": "99.48 % of real bars",
+    "overlap_mean": "real vs real 0.94-0.99",
+    "kl_mean": "real vs real <= 0.011",
+    "pitch_class_kl": "between halves 0.0010",
+}
+
+
+@dataclass
+class Metric:
+    """One row of the report: the same quantity on the generated and the real set."""
+
+    name: str
+    tier: str
+    unit: str
+    description: str
+    generated: dict[str, float] | None
+    real: dict[str, float] | None
+    floor: dict[str, float] | None = None
+    higher_is_better: bool | None = None  # None: closer to real is better
+    per_seed: list[float] = field(default_factory=list)  # generated value of each sampling seed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "tier": self.tier, "unit": self.unit, "description": self.description,
+                "higher_is_better": self.higher_is_better, "generated": self.generated, "real": self.real,
+                "floor": self.floor, "per_seed": self.per_seed, "reference": REFERENCES.get(self.name, "")}
+
+
+@dataclass
+class EvaluationInputs:
+    """Everything ``evaluate_texts`` scores. Only ``generated`` and ``real`` are required."""
+
+    generated: Sequence[str]
+    real: Sequence[str]
+    train: Sequence[str] = ()  # training split texts: copy detection, style classifier
+    requests: Sequence[Mapping[str, Any]] | None = None  # per generated tune: the conditions asked for
+    seeds: Sequence[int] | None = None  # per generated tune: its sampling seed (per-seed spread)
+    real_labels: Sequence[Mapping[str, Any]] | None = None  # per real tune: corpus labels (style ceiling)
+    train_labels: Sequence[Mapping[str, Any]] | None = None  # per training tune: labels the classifier learns
+    floor_real: Sequence[str] = ()  # held-out tunes split in two for the real-vs-real floor (default: real)
+
+
+def _without_nan(value: Any) -> Any:
+    """NaN (undefined, e.g. a descriptor of an empty set) becomes null: JSON has no NaN."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Mapping):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(v) for v in value]
+    return value
+
+
+def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: int = 0, abc2midi: bool = True,
+                   style_labels: Sequence[str] = ("rhythm", "origin"), progress: bool = True) -> dict[str, Any]:
+    """The metrics of ``inputs.generated`` beside those of ``inputs.real``; see the module docstring.
+
+    Returns a dict with ``metrics`` (a list of ``Metric.as_dict()``), ``counts`` and the data the plots
+    need (``histograms``, ``overlap``, ``similarities``). ``abc2midi=False`` skips the subprocess check
+    (strict validity then uses our checker only and says so)."""
+    from abcgen.evaluation import keys, metrics, novelty, stats
+    from abcgen.notation.keys import parse_key
+
+    if not inputs.generated:
+        raise ValueError("no generated tunes to evaluate")
+    if not inputs.real:
+        raise ValueError("no real tunes to compare with: give the held-out split's tunes")
+    gen = read_pieces(list(inputs.generated), [f"generated #{i}" for i in range(len(inputs.generated))])
+    real = read_pieces(list(inputs.real), [f"real #{i}" for i in range(len(inputs.real))])
+    rows: list[Metric] = []
+
+    def mean_ci(values: Sequence[float]) -> dict[str, float]:
+        return stats.bootstrap_mean([float(v) for v in values], n_resamples=n_resamples, seed=seed).as_dict()
+
+    def per_seed(values: Sequence[float]) -> list[float]:
+        if not inputs.seeds:
+            return []
+        by_seed: dict[int, list[float]] = {}
+        for s, v in zip(inputs.seeds, values, strict=True):
+            if not math.isnan(v):
+                by_seed.setdefault(int(s), []).append(v)
+        return [round(statistics.fmean(v), 4) for _, v in sorted(by_seed.items()) if v]
+
+    def add(name: str, tier: str, unit: str, description: str, gen_values: Sequence[float],
+            real_values: Sequence[float] | None, higher: bool | None) -> None:
+        rows.append(Metric(name, tier, unit, description, mean_ci(gen_values),
+                           mean_ci(real_values) if real_values is not None else None,
+                           higher_is_better=higher, per_seed=per_seed(gen_values)))
+
+    # --- A: validity ---------------------------------------------------------------------------------------
+    gen_midi = metrics.abc2midi_valid(gen) if abc2midi else [True] * len(gen)
+    real_midi = metrics.abc2midi_valid(real) if abc2midi else [True] * len(real)
+    strict_what = "our checker and abc2midi" if abc2midi else "our checker only (abc2midi skipped)"
+    add("strict_validity", "A1", "%", f"tunes that parse, are not truncated and pass {strict_what}",
+        [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(gen, gen_midi, strict=True)],
+        [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(real, real_midi, strict=True)], True)
+    add("validity_ours", "A1", "%", "tunes that pass abcgen's checker (bars, repeats, truncation)",
+        [100.0 * p.ok for p in gen], [100.0 * p.ok for p in real], True)
+    if abc2midi:
+        add("abc2midi_validity", "A1", "%", "tunes without an abc2midi error line",
+            [100.0 * ok for ok in gen_midi], [100.0 * ok for ok in real_midi], True)
+    gen_vals = [metrics.piece_values(p) for p in gen]
+    real_vals = [metrics.piece_values(p) for p in real]
+
+    def column(values: list[dict[str, float]], key: str, scale: float = 1.0) -> list[float]:
+        return [v.get(key, math.nan) * scale for v in values]
+
+    rows.append(Metric("bar_alignment_error", "A2", "%", "bars whose length differs from the meter (pooled over "
+                       "bars, with real-music tolerance: pickup, split bars, short bar at a section end)",
+                       _bar_error(gen, stats, n_resamples, seed), _bar_error(real, stats, n_resamples, seed),
+                       higher_is_better=False))
+    add("repeat_errors", "A3", "%", "tunes with unbalanced repeats or endings out of order",
+        column(gen_vals, "repeat_error", 100.0), column(real_vals, "repeat_error", 100.0), False)
+    add("truncated", "A1", "%", "tunes cut off inside a bar", column(gen_vals, "truncated", 100.0),
+        column(real_vals, "truncated", 100.0), False)
+
+    # --- B: distributions (set against set; floor = real half against real half) ----------------------------
+    floor_source = read_pieces(list(inputs.floor_real)) if inputs.floor_real else real
+    half_a, half_b = stats.split_halves(floor_source, seed=seed)
+    overlap_gen = metrics.yang_lerch(gen, real)
+    overlap_floor = metrics.yang_lerch(half_a, half_b)
+    overlap_seed: dict[str, list[float]] = {}
+    if inputs.seeds and len(set(inputs.seeds)) > 1:
+        for s in sorted(set(inputs.seeds)):
+            subset = [p for p, ps in zip(gen, inputs.seeds, strict=True) if ps == s]
+            for feature, values in metrics.yang_lerch(subset, real).items():
+                overlap_seed.setdefault(feature, []).append(round(values["overlap"], 4))
+    for feature in overlap_gen:
+        rows.append(Metric(f"overlap_{feature}", "B1", "", f"Yang-Lerch overlap area of {feature} (generated vs "
+                           "real; floor: real half vs half)", {"value": overlap_gen[feature]["overlap"]},
+                           {"value": overlap_floor[feature]["overlap"]}, None, True, overlap_seed.get(feature, [])))
+    mean_overlap = statistics.fmean(v["overlap"] for v in overlap_gen.values())
+    mean_floor = statistics.fmean(v["overlap"] for v in overlap_floor.values())
+    rows.append(Metric("overlap_mean", "B1", "", "mean Yang-Lerch overlap over the features",
+                       {"value": mean_overlap}, {"value": mean_floor}, None, True))
+    rows.append(Metric("kl_mean", "B1", "", "mean Yang-Lerch KL(intra || inter) over the features, one common grid",
+                       {"value": statistics.fmean(v["kl"] for v in overlap_gen.values())},
+                       {"value": statistics.fmean(v["kl"] for v in overlap_floor.values())}, None, False))
+    divergence_gen = metrics.pooled_divergences(gen, real)
+    divergence_floor = metrics.pooled_divergences(half_a, half_b)
+    for hist in divergence_gen:
+        for kind in ("kl", "js"):
+            rows.append(Metric(f"{hist}_{kind}", "B2", "", f"{kind.upper()} of the pooled {hist.replace('_', '-')} "
+                               "histogram (generated vs real; floor: real halves)",
+                               {"value": divergence_gen[hist][kind]}, {"value": divergence_floor[hist][kind]},
+                               None, False))
+
+    # --- C: per-piece descriptors ----------------------------------------------------------------------------
+    for key, unit, description in (
+        ("pitch_class_entropy", "bits", "entropy of the pitch-class histogram"),
+        ("scale_consistency", "", "share of notes in the best-fitting major/minor scale"),
+        ("pitch_range", "semitones", "highest minus lowest pitch"),
+        ("pitch_classes_used", "", "distinct pitch classes"),
+        ("groove_consistency", "", "rhythmic similarity of consecutive bars (12 steps per quarter)"),
+        ("mean_abs_interval", "semitones", "mean absolute melodic interval"),
+    ):
+        add(key, "C", unit, description, column(gen_vals, key), column(real_vals, key), None)
+
+    # --- D: structure --------------------------------------------------------------------------------------
+    add("repeat_sign_rate", "D1", "%", "tunes whose body has |:, :| or ::", column(gen_vals, "has_repeat_sign", 100.0),
+        column(real_vals, "has_repeat_sign", 100.0), None)
+    form_gen, form_real = metrics.form_diversity(gen), metrics.form_diversity(real)
+    rows.append(Metric("form_unique_share", "D2", "%", "distinct bar-line sequences / tunes",
+                       {"value": 100.0 * form_gen["unique_forms"] / max(form_gen["num"], 1)},
+                       {"value": 100.0 * form_real["unique_forms"] / max(form_real["num"], 1)}, None, None))
+    rows.append(Metric("form_top15_share", "D2", "%", "tunes whose bar-line sequence is one of the 15 most common",
+                       {"value": 100.0 * form_gen["top15_share"]}, {"value": 100.0 * form_real["top15_share"]},
+                       None, None))
+    add("self_similarity", "D3", "%", "bars (after the first) that repeat an earlier bar exactly",
+        column(gen_vals, "self_similarity", 100.0), column(real_vals, "self_similarity", 100.0), None)
+
+    # --- E: novelty and diversity --------------------------------------------------------------------------
+    similarities: dict[str, list[float]] = {}
+    if inputs.train:
+        train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
+        index = novelty.NoveltyIndex(train_pieces)
+        copy_gen, copy_real = novelty.copy_report(gen, index), novelty.copy_report(real, index)
+        similarities = {"generated": copy_gen["similarities"], "real": copy_real["similarities"]}
+
+        def median(values: Sequence[float]) -> float:
+            kept = [v for v in values if not math.isnan(v)]
+            return statistics.median(kept) if kept else math.nan
+
+        rows.append(Metric("nearest_neighbour_similarity", "E1", "", "median normalised Levenshtein similarity of "
+                           "the transposition-normalised melody to its nearest training tune",
+                           stats.bootstrap_statistic(copy_gen["similarities"], median, n_resamples=n_resamples,
+                                                     seed=seed).as_dict(),
+                           stats.bootstrap_statistic(copy_real["similarities"], median, n_resamples=n_resamples,
+                                                     seed=seed).as_dict(), None, None))
+        add("copy_rate", "E1", "%", "tunes at similarity >= 0.85 to a training tune",
+            [100.0 * (s >= 0.85) if not math.isnan(s) else math.nan for s in copy_gen["similarities"]],
+            [100.0 * (s >= 0.85) if not math.isnan(s) else math.nan for s in copy_real["similarities"]], False)
+        rows.append(Metric("exact_copies", "E1", "tunes", "tunes whose melody equals a training tune's",
+                           {"value": copy_gen["exact_copies"]}, {"value": copy_real["exact_copies"]}, None, False))
+    rows.append(Metric("duplicates_within_set", "E2", "tunes", "tunes whose melody repeats an earlier tune of the set",
+                       {"value": metrics.within_set_duplicates(gen)}, {"value": metrics.within_set_duplicates(real)},
+                       None, False))
+    rows.append(Metric("distinct_bar_bigrams", "E2", "%", "distinct pairs of consecutive bars / all pairs",
+                       {"value": 100.0 * metrics.distinct_bar_ngrams(gen, 2)},
+                       {"value": 100.0 * metrics.distinct_bar_ngrams(real, 2)}, None, None))
+
+    # --- F: adherence --------------------------------------------------------------------------------------
+    requests = list(inputs.requests) if inputs.requests is not None else None
+    if requests is not None and len(requests) != len(gen):
+        raise ValueError(f"{len(requests)} requests for {len(gen)} generated tunes: give one per tune")
+    for profile, tag in (("krumhansl", "ks"), ("aarden", "aarden")):
+        # K:none has no tonic to compare with: such tunes are left out of the share (NaN), not counted wrong
+        real_key = [keys.key_adherence(p, p.key, profile=profile) if p.key and p.key.tonic and p.notes else None
+                    for p in real]
+        # a generated tune without notes was asked for a key and did not deliver it: counted as a miss
+        missed = {"exact": False, "signature": False}
+        gen_key = [(keys.key_adherence(p, parse_key(str(r["key"])), profile=profile) if p.notes else missed)
+                   if r.get("key") else None for p, r in zip(gen, requests, strict=True)] if requests else None
+        for level in ("exact", "signature"):
+            name = f"key_adherence_{tag}" if level == "exact" else f"key_signature_adherence_{tag}"
+            real_values = [100.0 * k[level] if k else math.nan for k in real_key]
+            if gen_key is not None:
+                add(name, "F1", "%", f"estimated key ({profile} profile) equals the requested one"
+                    + (" at key-signature level" if level == "signature" else " (tonic and mode)") +
+                    "; real: equals the tune's own K:",
+                    [100.0 * k[level] if k else math.nan for k in gen_key], real_values, True)
+    if requests is not None:
+        add("meter_adherence", "F2", "%", "M: is the requested meter and every bar fits it",
+            [100.0 * keys.meter_adherence(p, str(r["meter"])) if r.get("meter") else math.nan
+             for p, r in zip(gen, requests, strict=True)],
+            [100.0 * keys.meter_adherence(p, p.tune.get("M") or "") if p.tune else 0.0 for p in real], True)
+        add("bars_adherence", "F3", "%", "the tune has the requested number of bars",
+            [100.0 * keys.bars_adherence(p, int(r["bars"])) if r.get("bars") else math.nan
+             for p, r in zip(gen, requests, strict=True)], None, True)
+        if any(r.get("form") for r in requests):
+            add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
+                [100.0 * keys.form_adherence(p, str(r["form"])) if r.get("form") else math.nan
+                 for p, r in zip(gen, requests, strict=True)], None, True)
+        rows += _style_rows(gen, real, inputs, requests, style_labels, mean_ci, seed)
+
+    return {
+        "metrics": [row.as_dict() for row in rows],
+        "counts": {"generated": len(gen), "real": len(real), "train": len(inputs.train),
+                   "generated_unreadable": sum(not p.readable for p in gen),
+                   "real_unreadable": sum(not p.readable for p in real),
+                   "floor_halves": [len(half_a), len(half_b)]},
+        "histograms": {"generated": _jsonable_histograms(metrics.pooled_histograms(gen)),
+                       "real": _jsonable_histograms(metrics.pooled_histograms(real))},
+        "overlap": {"generated_vs_real": overlap_gen, "real_vs_real": overlap_floor},
+        "similarities": similarities,
+        "problems": _problem_counts(gen),
+    }
+
+
+def _bar_error(pieces: list[Piece], stats: Any, n_resamples: int, seed: int) -> dict[str, float]:
+    """Pooled share of bad bars, bootstrapped over pieces (a tune with 40 bars weighs 40 bars)."""
+    counts = []
+    for p in pieces:
+        if p.check is None:
+            continue  # unreadable: no bars to count (counted under strict validity)
+        bars = sum(b.has_notes for b in p.check.report.bars)
+        bad = len({problem.bar for problem in p.check.report.problems})
+        counts.append((bad, bars))
+
+    def share(items: Sequence[tuple[int, int]]) -> float:
+        total = sum(b for _, b in items)
+        return 100.0 * sum(bad for bad, _ in items) / total if total else math.nan
+
+    return stats.bootstrap_statistic(counts, share, n_resamples=n_resamples, seed=seed).as_dict()
+
+
+def _style_rows(gen: list[Piece], real: list[Piece], inputs: EvaluationInputs, requests: list[Mapping[str, Any]],
+                style_labels: Sequence[str], mean_ci: Callable[[Sequence[float]], dict[str, float]],
+                seed: int) -> list[Metric]:
+    """F4: a classifier trained on the training split's labels; its accuracy on real held-out tunes is the
+    ceiling, the share of generated tunes it assigns to the requested label is the adherence."""
+    from abcgen.evaluation.style import StyleClassifier
+
+    rows: list[Metric] = []
+    if not inputs.train or not inputs.train_labels or not inputs.real_labels:
+        return rows
+    train_pieces = read_pieces(list(inputs.train))
+    for label in style_labels:
+        asked = [str(r.get(label) or "") for r in requests]
+        if not any(asked):
+            continue
+        train_y = [str(row.get(label) or "") for row in inputs.train_labels]
+        keep = [i for i, y in enumerate(train_y) if y and y != "other"]
+        if len({train_y[i] for i in keep}) < 2:
+            log.info("style %s: fewer than two labels in the training split; no classifier", label)
+            continue
+        classifier = StyleClassifier(seed=seed).fit([train_pieces[i] for i in keep], [train_y[i] for i in keep])
+        known = set(classifier.labels)
+        real_y = [str(row.get(label) or "") for row in inputs.real_labels]
+        real_pred = classifier.predict(real)
+        real_correct = [100.0 * (p == y) if y in known else math.nan for p, y in zip(real_pred, real_y, strict=True)]
+        gen_pred = classifier.predict(gen)
+        gen_correct = [100.0 * (p == y) if y in known else math.nan for p, y in zip(gen_pred, asked, strict=True)]
+        rows.append(Metric(f"{label}_adherence", "F4", "%", f"a {label} classifier trained on real tunes assigns the "
+                           f"requested {label}; real: its accuracy on held-out tunes (the ceiling)",
+                           mean_ci(gen_correct), mean_ci(real_correct), higher_is_better=True))
+    return rows
+
+
+def _jsonable_histograms(histograms: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
+    return {name: {"bins": [str(b) for b in bins], "probabilities": [float(p) for p in probs]}
+            for name, (bins, probs) in histograms.items()}
+
+
+def _problem_counts(pieces: list[Piece]) -> dict[str, int]:
+    """The most frequent first problem of invalid generated tunes, by kind (text before the first ':')."""
+    counts: dict[str, int] = {}
+    for p in pieces:
+        if p.problems:
+            kind = p.problems[0].split(":")[0][:60]
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])
+
+
+# --- writing --------------------------------------------------------------------------------------------------
+
+def _fmt(cell: Mapping[str, float] | None, unit: str) -> str:
+    if not cell or cell.get("value") is None or (isinstance(cell["value"], float) and math.isnan(cell["value"])):
+        return "–"
+    digits = 1 if unit in ("%", "semitones") else 3 if unit in ("", "bits") else 0
+    text = f"{cell['value']:.{digits}f}"
+    if cell.get("low") is not None and cell.get("high") is not None and not math.isnan(cell["low"]):
+        text += f" [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
+    return text
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as a Markdown page: settings, then one table of generated vs real per tier."""
+    lines = [f"# Evaluation of {report['model'].get('path') or 'generated tunes'}", ""]
+    d, data = report.get("decoding") or {}, report["data"]
+    if d and d.get("family") == "gan":
+        lines += [f"Generator: a MusicGAN (piano-roll windows from latent draws; no token sampling), seeds "
+                  f"{d.get('seeds')}, {d.get('num_samples')} tunes per seed.", ""]
+    elif d:
+        lines += [f"Decoding: {'constrained' if d.get('constrained') else 'unconstrained'}, temperature "
+                  f"{d.get('temperature')}, top-p {d.get('top_p')}, max new tokens {d.get('max_new_tokens') or 'auto'}, "
+                  f"seeds {d.get('seeds')}, {d.get('num_samples')} tunes per seed.", ""]
+    counts = report["counts"]
+    lines += [f"Generated tunes: {counts['generated']} ({counts['generated_unreadable']} unreadable). Real tunes: "
+              f"{counts['real']} from `{data.get('corpus')}` split `{data.get('split')}`; floor: two halves of "
+              f"{sum(counts['floor_halves'])} held-out tunes. Training tunes indexed for copies: {counts['train']}.",
+              "", "Intervals are bootstrap 95 % intervals over tunes. Set-level rows (B) compare generated with "
+              "real, and real with real (the floor) in the *real* column.", ""]
+    lines += ["| tier | metric | unit | generated | real | per seed | published reference |",
+              "|---|---|---|---|---|---|---|"]
+    for m in report["metrics"]:
+        seeds = ", ".join(f"{v:g}" for v in m.get("per_seed") or [])
+        lines.append(f"| {m['tier']} | {m['name']} | {m['unit']} | {_fmt(m['generated'], m['unit'])} | "
+                     f"{_fmt(m['real'], m['unit'])} | {seeds} | {m.get('reference', '')} |")
+    if report.get("perplexity"):
+        p = report["perplexity"]
+        lines += ["", f"Held-out perplexity (diagnostic, not a quality score): {p['perplexity']:.2f} over "
+                  f"{p['tokens']} tune tokens of {p['tunes']} tunes."]
+    if report.get("problems"):
+        lines += ["", "Most frequent problems of invalid generated tunes:", ""]
+        lines += [f"- {kind}: {n}" for kind, n in report["problems"].items()]
+    if report.get("plots"):
+        lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in report["plots"]]
+    if report.get("samples"):
+        lines += ["", "## Samples", ""]
+        for sample in report["samples"][:4]:
+            lines += [f"Asked for {sample['conditions']} ({'valid' if sample['valid'] else 'invalid'}):", "",
+                      "```abc", sample["abc"].rstrip(), "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: str | Path) -> Path:
+    """``out/report.json`` and ``out/report.md`` (the plots are written by ``abcgen.evaluation.plots``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(_without_nan(report), indent=1, ensure_ascii=False, allow_nan=False),
+                                     encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    return out

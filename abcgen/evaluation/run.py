@@ -1,0 +1,232 @@
+"""``abcgen evaluate``: generate from a model folder, score against the held-out split, write the report.
+
+    abcgen evaluate --model runs/quickstart/lora/final --data runs/quickstart/corpus-finetune \\
+        --split test --num-samples 100 --seeds 3 --out runs/quickstart/eval
+
+Steps: load the corpus and the model's pipeline -> for each seed, draw conditions from the split's
+labels and generate (progress bar) -> draw as many real tunes from the split -> ``evaluate_texts`` (every
+metric on both sets, bootstrap intervals, real-vs-real floor) -> held-out perplexity (a diagnostic) ->
+``report.json``, ``report.md``, PNG plots, and the generated tunes as ``generated.abc``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from abcgen.errors import AbcgenError, ConfigError
+from abcgen.evaluation.generate import (
+    GenerationSettings,
+    Request,
+    draw_requests,
+    eligible_rows,
+    generate_for_requests,
+)
+from abcgen.evaluation.report import SCHEMA_VERSION, EvaluationInputs, evaluate_texts, write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationSettings:
+    """What ``evaluate_model`` measures, beside how it samples (``GenerationSettings``)."""
+
+    split: str = "test"  # the held-out split the real tunes and the conditions come from
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    num_real: int | None = None  # real tunes compared; None = as many as generated (capped by the split)
+    perplexity_tunes: int = 200  # held-out tunes for the perplexity diagnostic; 0 = skip it
+    n_resamples: int = 1000  # bootstrap resamples
+    abc2midi: bool = True
+    num_saved_samples: int = 8  # generated tunes kept in report.json (all are in generated.abc)
+    seed: int = 0  # draws the real tunes and the bootstrap
+
+
+class GanAsPipeline:
+    """A ``MusicGAN`` folder behind the pipeline's call signature, so the GAN is evaluated by the same code.
+
+    It honours key, meter, rhythm and bars; it writes ``L:1/8`` whatever unit length was asked (the rhythm
+    is the same), and sampling settings (temperature, top-p, constrained) do not apply to it."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from abcgen.models.gan import MusicGAN
+
+        self.model = MusicGAN.from_pretrained(folder)
+
+    def __call__(self, *, key: str | None = None, meter: str | None = None, rhythm: str | None = None,
+                 bars: int | None = None, num_return_sequences: int = 1, seed: int | None = 0,
+                 **_not_applicable: Any) -> list[dict[str, Any]]:
+        from abcgen.generation.sampling import check_sample
+        from abcgen.models.gan_generation import generate_abc
+
+        tunes = generate_abc(self.model, {"key": key, "meter": meter, "rhythm": rhythm}, num_return_sequences,
+                             seed or 0, bars=bars)
+        out = []
+        for abc in tunes:
+            valid, problems = check_sample(abc)
+            out.append({"abc": abc, "valid": valid, "problems": problems})
+        return out
+
+
+@torch.no_grad()
+def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[dict[str, Any]],
+                       conditions: tuple[str, ...], max_length: int) -> dict[str, float]:
+    """Perplexity of the tune tokens of held-out tunes, each built exactly as a training example (control
+    prefix of the trained conditions, no dropout); token-weighted over all tunes."""
+    from abcgen.training.data import build_examples
+    from abcgen.training.loss import token_sum_cross_entropy
+
+    examples, _ = build_examples(rows, tokenizer, vocabulary, max_length=max_length, loss_on="tune",
+                                 conditions=conditions, condition_dropout=0.0, seed=0)
+    total, tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for example in examples:
+        ids = torch.tensor([example.input_ids], device=model.device)
+        labels = torch.tensor([example.labels], device=model.device)
+        loss, count = token_sum_cross_entropy(model(input_ids=ids).logits, labels)
+        total, tokens = total + float(loss), tokens + int(count)
+    model.train(was_training)
+    loss = total / max(tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens, "tunes": len(rows),
+            "examples": len(examples)}
+
+
+def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Path,
+                   settings: EvaluationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Generate from ``model_dir``, score against ``corpus_dir``'s held-out split, write the report to ``out``."""
+    from transformers import pipeline
+
+    from abcgen.corpus.build import load_corpus
+    from abcgen.evaluation.plots import write_plots
+    from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
+    from abcgen.model_folder import check_model_folder, model_fingerprint
+    from abcgen.models.gan import is_gan_folder
+
+    settings = settings or EvaluationSettings()
+    started = time.perf_counter()
+    model_dir, corpus_dir = Path(model_dir), Path(corpus_dir)
+    is_gan = is_gan_folder(model_dir)
+    missing = [] if is_gan else check_model_folder(model_dir)
+    if missing:
+        raise ConfigError(f"model folder {str(model_dir)!r} cannot be evaluated: " + "; ".join(missing))
+    corpus = load_corpus(corpus_dir)
+    if settings.split not in corpus:
+        raise ConfigError(f"--split {settings.split!r} is not a split of {corpus_dir}: it has {', '.join(corpus)}")
+    held_out = [dict(row) for row in corpus[settings.split]]
+    train_rows = [dict(row) for row in corpus["train"]] if "train" in corpus else []
+    vocabulary = load_control_vocabulary(model_dir)
+    if is_gan:
+        trained: tuple[str, ...] = ("key", "meter", "rhythm")  # the GAN's condition embeddings
+        pipe: Any = GanAsPipeline(model_dir)
+    else:
+        trained = trained_conditions(model_dir)
+        pipe = pipeline(TASK, model=str(model_dir))
+
+    gen_settings = settings.generation
+    texts: list[str] = []
+    requests: list[Request] = []
+    seeds: list[int] = []
+    results: list[dict[str, Any]] = []
+    for seed in gen_settings.seeds:
+        drawn = draw_requests(held_out, vocabulary, trained, gen_settings.num_samples, seed,
+                              max_bars=gen_settings.max_bars, voices_from_data=gen_settings.voices_from_data)
+        for result in generate_for_requests(pipe, drawn, gen_settings, seed, progress=progress):
+            results.append(result)
+            texts.append(result["abc"])
+            requests.append(result["request"])
+            seeds.append(seed)
+    generation_seconds = time.perf_counter() - started
+
+    rng = random.Random(settings.seed)
+    num_real = min(len(held_out), settings.num_real or len(texts))
+    real_rows = rng.sample(held_out, num_real)
+    floor_rows = rng.sample(held_out, min(len(held_out), 2 * num_real))
+    scored = evaluate_texts(
+        EvaluationInputs(
+            generated=texts, real=[r["abc"] for r in real_rows], train=[r["abc"] for r in train_rows],
+            requests=[r.conditions for r in requests], seeds=seeds, real_labels=real_rows, train_labels=train_rows,
+            floor_real=[r["abc"] for r in floor_rows],
+        ),
+        n_resamples=settings.n_resamples, seed=settings.seed, abc2midi=settings.abc2midi, progress=progress,
+    )
+    perplexity = None
+    if settings.perplexity_tunes and not is_gan:  # a GAN assigns no likelihood to tokens
+        model = pipe.model
+        max_length = int(getattr(model.config, "max_position_embeddings", 1024) or 1024)
+        perplexity = heldout_perplexity(model, pipe.tokenizer, vocabulary,
+                                        held_out[: settings.perplexity_tunes], trained, min(max_length, 1024))
+    skipped: dict[str, int] = {}
+    for request in requests:
+        for name in request.skipped:
+            skipped[name] = skipped.get(name, 0) + 1
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"path": str(model_dir), "fingerprint": model_fingerprint(model_dir),
+                  "trained_conditions": list(trained)},
+        "data": {"corpus": str(corpus_dir), "split": settings.split, "num_real": num_real,
+                 "num_train": len(train_rows), "num_split": len(held_out),
+                 "num_eligible_for_conditions": len(eligible_rows(held_out, vocabulary, trained))},
+        # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
+        "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
+                     "constrained": None, "max_new_tokens": None} if is_gan else gen_settings.as_dict(),
+        "conditions_skipped": skipped,
+        **scored,
+        "perplexity": perplexity,
+        "samples": [{"abc": r["abc"], "conditions": r["request"].conditions, "valid": r["valid"]}
+                    for r in results[: settings.num_saved_samples]],
+        "seconds": {"generation": round(generation_seconds, 1),
+                    "total": round(time.perf_counter() - started, 1)},
+        "tunes_per_second": round(len(texts) / max(generation_seconds, 1e-9), 3),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = write_plots(report, out)
+    (out / "generated.abc").write_text("\n".join(t.rstrip() + "\n" for t in texts), encoding="utf-8")
+    write_report(report, out)
+    log.info("evaluation of %s written to %s (%.0f s)", model_dir, out, time.perf_counter() - started)
+    return report
+
+
+def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Path,
+                       settings: EvaluationSettings | None = None) -> dict[str, Any]:
+    """Score tunes written by any generator (ABC files, one or many tunes each) against a corpus split,
+    without a model: every metric except adherence (nothing records what was asked) and perplexity."""
+    from abcgen.corpus.build import load_corpus
+    from abcgen.corpus.sources import read_text
+    from abcgen.evaluation.plots import write_plots
+    from abcgen.notation.tune import split_tunes
+
+    settings = settings or EvaluationSettings()
+    texts: list[str] = []
+    for path in paths:
+        text, reason = read_text(Path(path))
+        if text is None:
+            raise AbcgenError(f"cannot read {path}: {reason}")
+        texts += [t.text for t in split_tunes(text)]
+    if not texts:
+        raise AbcgenError(f"no tunes (X: or K: lines) in {', '.join(map(str, paths))}")
+    corpus = load_corpus(corpus_dir)
+    held_out = [dict(row) for row in corpus[settings.split]]
+    train_rows = [dict(row) for row in corpus["train"]] if "train" in corpus else []
+    rng = random.Random(settings.seed)
+    num_real = min(len(held_out), settings.num_real or len(texts))
+    real_rows = rng.sample(held_out, num_real)
+    floor_rows = rng.sample(held_out, min(len(held_out), 2 * num_real))
+    scored = evaluate_texts(EvaluationInputs(generated=texts, real=[r["abc"] for r in real_rows],
+                                             train=[r["abc"] for r in train_rows],
+                                             floor_real=[r["abc"] for r in floor_rows]),
+                            n_resamples=settings.n_resamples, seed=settings.seed, abc2midi=settings.abc2midi)
+    report = {"schema_version": SCHEMA_VERSION, "model": {"path": None, "files": [str(p) for p in paths]},
+              "data": {"corpus": str(corpus_dir), "split": settings.split, "num_real": num_real,
+                       "num_train": len(train_rows), "num_split": len(held_out)},
+              "decoding": None, **scored, "perplexity": None, "samples": []}
+    report["plots"] = write_plots(report, out)
+    write_report(report, out)
+    return report
