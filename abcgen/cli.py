@@ -4,6 +4,7 @@
     abcgen tokenizer train-base --data corpus/ --out base-tokenizer/   # offline: a byte-level BPE base
     abcgen tokenizer build --base MODEL_OR_PATH --data corpus/ --out tokenizer/
     abcgen check TUNE.abc          # normalise, lex and bar-check tunes; non-zero exit on a broken tune
+    abcgen publish --model DIR --repo-id OWNER/NAME --report REPORT_DIR   # or --local-dir DIR: no push
 
 Every command logs to stderr and exits with status 2 on bad input, with the reason on one line.
 """
@@ -123,6 +124,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from abcgen.models.gan import is_gan_folder
+
+    if is_gan_folder(args.model):  # a piano-roll MusicGAN (model.architecture=gan): no tokenizer, no pipeline
+        from abcgen.models.gan_generation import run_generate_command
+
+        return run_generate_command(args)
     import torch
     from transformers import pipeline
 
@@ -186,6 +193,89 @@ def _check(args: argparse.Namespace) -> int:
             status = "ok" if not entry["problems"] else "; ".join(entry["problems"])
             print(f"{entry['file']} tune {entry['tune_index']} (X:{entry['x']}): {status}")
     return 1 if bad else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from abcgen.evaluation.generate import GenerationSettings
+    from abcgen.evaluation.run import EvaluationSettings, evaluate_abc_files, evaluate_model
+
+    if (args.model is None) == (not args.abc):
+        raise AbcgenError("give --model DIR (generate and score) or --abc FILE... (score existing tunes), not both")
+    torch.set_num_threads(max(1, args.threads))
+    settings = EvaluationSettings(
+        split=args.split, num_real=args.num_real, perplexity_tunes=args.perplexity_tunes,
+        n_resamples=args.bootstrap, abc2midi=not args.no_abc2midi,
+        generation=GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
+                                      temperature=args.temperature, top_p=args.top_p,
+                                      max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
+                                      max_bars=args.max_bars),
+    )
+    if args.model is not None:
+        report = evaluate_model(args.model, args.data, args.out, settings, progress=not args.quiet)
+    else:
+        report = evaluate_abc_files(args.abc, args.data, args.out, settings)
+    by_name = {m["name"]: m for m in report["metrics"]}
+    for name in ("strict_validity", "bar_alignment_error", "overlap_mean", "copy_rate", "key_adherence_ks",
+                 "meter_adherence"):
+        if name in by_name:
+            m = by_name[name]
+            gen, real = (m["generated"] or {}).get("value"), (m["real"] or {}).get("value")
+            print(f"{name:<22} generated {gen if gen is None else round(gen, 3)!s:>8}   "
+                  f"real {real if real is None else round(real, 3)!s:>8}")
+    print(f"report written to {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from abcgen.hub import publish
+
+    result = publish(args.model, args.repo_id, private=args.private, adapter_only=args.adapter_only,
+                     report_dir=args.report, no_eval=args.no_eval, local_dir=args.local_dir, license=args.license,
+                     datasets=args.dataset or (), timeout_s=args.timeout)
+    if result.local_dir is not None:
+        print(f"{len(result.files)} files of {result.repo_id} written to {result.local_dir} (not pushed)")
+    else:
+        print(f"{len(result.files)} files published to {result.repo_id} in one commit: {result.commit_url}")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoTokenizer
+
+    from abcgen.corpus.sources import read_text
+    from abcgen.generation.latent import interpolate_tunes, load_vae
+    from abcgen.notation.tune import split_tunes
+
+    def first_tune(path: Path) -> str:
+        text, reason = read_text(path)
+        tunes = split_tunes(text) if text is not None else []
+        if not tunes:
+            raise AbcgenError(f"{path}: no ABC tune to interpolate ({reason or 'no X: tune in the file'})")
+        if len(tunes) > 1:
+            log.info("%s holds %d tunes; interpolating its first", path, len(tunes))
+        return tunes[0].text
+
+    torch.set_num_threads(max(1, args.threads))
+    model = load_vae(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(str(args.model))
+    tunes = interpolate_tunes(model, tokenizer, first_tune(args.a), first_tune(args.b), args.steps, seed=args.seed,
+                              constrained=not args.unconstrained, max_new_tokens=args.max_new_tokens)
+    args.out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index, tune in enumerate(tunes):
+        path = args.out / f"point_{index:02d}.abc"
+        path.write_text(tune.abc, encoding="utf-8")
+        entries.append({"file": str(path), "fraction": tune.fraction, "valid": tune.valid, "problems": tune.problems})
+    valid = sum(t.valid for t in tunes)
+    (args.out / "summary.json").write_text(json.dumps(
+        {"model": str(args.model), "a": str(args.a), "b": str(args.b), "steps": args.steps, "seed": args.seed,
+         "constrained": not args.unconstrained, "path": "spherical (slerp) between the posterior means",
+         "valid": valid, "num": len(tunes), "tunes": entries}, indent=1), encoding="utf-8")
+    print(f"{valid} of {len(tunes)} interpolated tunes valid; written to {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +360,58 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_check)
+
+    ev = commands.add_parser("evaluate", help="generate from a model and score it against real held-out tunes "
+                                              "(report.json, report.md, plots)")
+    ev.add_argument("--model", type=Path, default=None, help="model folder (train/finetune.py's final/)")
+    ev.add_argument("--abc", type=Path, nargs="+", default=None,
+                    help="instead of --model: score the tunes of these ABC files (any generator)")
+    ev.add_argument("--data", type=Path, required=True, help="corpus folder (abcgen data build)")
+    ev.add_argument("--split", default="test", help="held-out split: real tunes and the conditions asked for")
+    ev.add_argument("--num-samples", type=int, default=100, help="generated tunes per seed")
+    ev.add_argument("--seeds", type=int, default=3, help="sampling seeds 0..N-1 (at least 3 for a published number)")
+    ev.add_argument("--num-real", type=int, default=None, help="real tunes compared (default: as many as generated)")
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--top-p", type=float, default=0.95)
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="default: the pipeline's budget for the bars")
+    ev.add_argument("--max-bars", type=int, default=32, help="cap on the bar counts copied from real tunes")
+    ev.add_argument("--unconstrained", action="store_true", help="sample without constrained decoding")
+    ev.add_argument("--perplexity-tunes", type=int, default=200, help="held-out tunes for perplexity; 0 = skip")
+    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    ev.add_argument("--no-abc2midi", action="store_true", help="skip the abc2midi check (strict validity then "
+                                                                "uses abcgen's checker only)")
+    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--out", type=Path, required=True, help="report folder")
+    ev.set_defaults(func=_evaluate)
+
+    pub = commands.add_parser("publish", help="assemble a model repository (weights, tokenizer, card, evaluation) "
+                                              "and push it to the Hugging Face Hub in one commit")
+    pub.add_argument("--model", type=Path, required=True, help="model folder (train/finetune.py's final/)")
+    pub.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
+    pub.add_argument("--report", type=Path, default=None, help="report folder of 'abcgen evaluate' for this model")
+    pub.add_argument("--no-eval", action="store_true", help="publish without an evaluation report (the card says so)")
+    pub.add_argument("--private", action="store_true", help="create the repository private")
+    pub.add_argument("--adapter-only", action="store_true",
+                     help="publish the LoRA adapter (adapter/) instead of the merged weights")
+    pub.add_argument("--local-dir", type=Path, default=None, help="write the repository to this folder; do not push")
+    pub.add_argument("--license", default="apache-2.0", help="license id for the card's metadata")
+    pub.add_argument("--dataset", action="append", default=None,
+                     help="dataset id for the card's metadata (repeatable; default: the training corpus's sources)")
+    pub.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each network operation")
+    pub.set_defaults(func=_publish)
+    interp = commands.add_parser("interpolate", help="tunes along the latent path between two tunes (a MusicVAE "
+                                                     "folder, model.architecture=vae); writes .abc files and summary.json")
+    interp.add_argument("a", type=Path, help="ABC file of the first tune (its first tune if it holds several)")
+    interp.add_argument("b", type=Path, help="ABC file of the second tune, in the same meter")
+    interp.add_argument("--model", type=Path, required=True, help="the VAE's folder (train/finetune.py's final/)")
+    interp.add_argument("--steps", type=int, default=5, help="tunes on the path, both ends included (>= 2)")
+    interp.add_argument("--seed", type=int, default=0)
+    interp.add_argument("--max-new-tokens", type=int, default=None, help="default: twice the longer tune's tokens")
+    interp.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
+    interp.add_argument("--threads", type=int, default=1)
+    interp.add_argument("--out", type=Path, required=True)
+    interp.set_defaults(func=_interpolate)
     return parser
 
 

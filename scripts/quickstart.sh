@@ -6,7 +6,9 @@
 #   3. train a small Llama from scratch on the base corpus (offline, there is no pretrained model to download);
 #   4. fine-tune it with LoRA on the Irish tunes with rhythm/key/meter controls;
 #   5. generate conditioned jigs through the abc-generation pipeline (constrained decoding), render them
-#      to MIDI, WAV and PNG, and print a report.
+#      to MIDI, WAV and PNG;
+#   6. evaluate the model against real test tunes (report.md, plots), write the model card and the hub
+#      repository to a local folder (no push), and print a report.
 # To fine-tune a real hub model instead, skip 2-3 and run stage 4 with --model.name_or_path HUB_ID
 # (e.g. Qwen/Qwen2.5-0.5B; see train/configs/qwen2.5-0.5b-lora.yaml).
 set -euo pipefail
@@ -26,4 +28,8 @@ PY="$VENV/bin/python"
 "$PY" train/finetune.py --config train/configs/quickstart-lora.yaml "$@"
 "$ABCGEN" generate --model "$RUN/lora/final" --rhythm jig --meter 6/8 --key D --bars 16 --num 4 \
   --render mid,wav,png --out "$RUN/samples" --threads 2
+"$ABCGEN" evaluate --model "$RUN/lora/final" --data "$RUN/corpus-finetune" --num-samples 16 --seeds 3 \
+  --perplexity-tunes 50 --threads 2 --quiet --out "$RUN/eval"
+"$ABCGEN" publish --model "$RUN/lora/final" --repo-id local/abcgen-quickstart --report "$RUN/eval" \
+  --local-dir "$RUN/hub"
 "$PY" scripts/quickstart_report.py "$RUN"

@@ -1,4 +1,5 @@
-"""Print the quickstart's report: corpus sizes, losses before/after each stage, samples passing the bar check.
+"""Print the quickstart's report: corpus sizes, losses before/after each stage, samples passing the bar check,
+the evaluation against real test tunes.
 
     python scripts/quickstart_report.py runs/quickstart
 """
@@ -33,6 +34,18 @@ def main(root: str) -> int:
     for tune in summary["tunes"]:
         lines.append(f"  {Path(tune['file']).name}: {tune['conditions']}, {tune['num_bars']} bars, "
                      f"{'valid' if tune['valid'] else 'INVALID: ' + '; '.join(tune['problems'][:2])}")
+    report = json.loads((run / "eval" / "report.json").read_text())
+    by_name = {m["name"]: m for m in report["metrics"]}
+    lines.append(f"evaluation ({report['counts']['generated']} generated vs {report['counts']['real']} real test tunes, "
+                 f"seeds {report['decoding']['seeds']}): generated | real")
+    for name in ("strict_validity", "bar_alignment_error", "overlap_mean", "pitch_class_entropy", "copy_rate",
+                 "key_adherence_ks", "rhythm_adherence"):
+        if name in by_name:
+            m = by_name[name]
+            cells = [m[side]["value"] if m[side] else None for side in ("generated", "real")]
+            lines.append(f"  {name:<22} " + " | ".join("-" if v is None else f"{v:.3g}" for v in cells)
+                         + (f" {m['unit']}" if m["unit"] else ""))
+    lines.append(f"full report: {run / 'eval' / 'report.md'}; model card and repository: {run / 'hub' / 'README.md'}")
     print("\n".join(lines))
     return 0
 

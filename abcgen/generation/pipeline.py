@@ -41,6 +41,7 @@ import torch
 from transformers import Pipeline
 
 from abcgen.controls import CONTROL_NAMES, ControlVocabulary, bars_bucket
+from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
 from abcgen.corpus.labels import normalise_meter
 from abcgen.errors import AbcgenError, AbcParseError, ConfigError
 from abcgen.notation.keys import format_key, parse_key
@@ -56,11 +57,31 @@ TASK = "abc-generation"
 STRUCTURAL = ("key", "meter", "unit_length", "bars", "form")
 
 
+def _model_file(name_or_path: str | Path, filename: str) -> Path | None:
+    """``filename`` of a model: from a local folder, or from a hub repository through ``hf_hub_download``
+    (the HF cache, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the login token all apply). ``None`` when the
+    model has no such file -- a missing file, not an unreachable hub, which is a ``ConfigError``."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path / filename if (path / filename).is_file() else None
+    from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(str(name_or_path), filename))
+    except RemoteEntryNotFoundError:
+        return None  # the repository answered: it has no such file
+    except Exception as exc:  # offline and not cached, unreachable, private repo: one clear message
+        if try_to_load_from_cache(str(name_or_path), filename) is _CACHED_NO_EXIST:
+            return None  # an earlier online look-up found the file missing, and the cache remembers it
+        raise ConfigError(f"cannot read {filename} of model {str(name_or_path)!r}: {exc}") from exc
+
+
 def trained_conditions(name_or_path: str | Path) -> tuple[str, ...]:
     """The condition names the model saw as prefix tokens (``data.conditions`` of the saved training
-    config); every name when the folder has no training config."""
-    config = Path(name_or_path) / "abcgen_train_config.yaml"
-    if not config.is_file():
+    config, in a local folder or a hub repository); every name when the model has no training config."""
+    config = _model_file(name_or_path, "abcgen_train_config.yaml")
+    if config is None:
         return CONTROL_NAMES
     import yaml
 
@@ -78,18 +99,11 @@ class GenerationBudgetError(ConfigError):
 
 def load_control_vocabulary(name_or_path: str | Path) -> ControlVocabulary:
     """The vocabulary saved with a model: a local folder, or a hub repository (cached or downloadable)."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        if not (path / "control_vocabulary.json").is_file():
-            raise ConfigError(f"model folder {str(path)!r} has no control_vocabulary.json: it was not trained "
-                              "by train/finetune.py (or was copied without it); conditions cannot be checked")
-        return ControlVocabulary.load(path)
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return ControlVocabulary.load(hf_hub_download(str(name_or_path), "control_vocabulary.json"))
-    except Exception as exc:  # offline, missing file, private repo: one clear message
-        raise ConfigError(f"cannot read control_vocabulary.json of model {str(name_or_path)!r}: {exc}") from exc
+    path = _model_file(name_or_path, CONTROL_VOCABULARY_FILE)
+    if path is None:
+        raise ConfigError(f"model {str(name_or_path)!r} has no {CONTROL_VOCABULARY_FILE}: it was not trained by "
+                          "train/finetune.py (or was copied or published without it); conditions cannot be checked")
+    return ControlVocabulary.load(path)
 
 
 def _label(name: str, value: Any) -> str:
