@@ -19,8 +19,9 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-# ``import abcgen`` makes ``pipeline("abc-generation", model=...)`` work (no remote code), registering the
-# task when transformers' pipelines are imported (see _lazy_registration for why not right now).
+# ``import abcgen`` makes ``pipeline("abc-generation", model=...)`` and the Auto classes work for abcgen's
+# models (no remote code), registering each when transformers imports the module it needs (see
+# _lazy_registration for why not right now).
 _lazy_registration.install()
 
 __all__ = [

@@ -4,7 +4,8 @@ The order matters and is the same for every method:
 
 1. the music tokenizer: given (``model.tokenizer``) or built from the base model's own tokenizer, the
    shipped unit spec and the corpus's control vocabulary (tokens the base already has are not re-added);
-2. the model: ``from_pretrained`` of a hub id or folder, or a small Llama built from scratch;
+2. the model: ``from_pretrained`` of a hub id or folder, or a small Llama (or, ``model.architecture: lstm``,
+   an LSTM) built from scratch;
 3. the embeddings grow to the tokenizer (padded to a multiple of 64) and every *new* row starts as the
    mean of the base embeddings of that token's text (``resize_and_init_embeddings``), not random noise;
 4. ``lora``: peft adapters on explicitly named modules, and the new token rows trained through
@@ -74,6 +75,26 @@ def scratch_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | 
     return LlamaForCausalLM(config)
 
 
+def lstm_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | None, bos_token_id: int | None,
+               eos_token_id: int | None):  # noqa: ANN201
+    """The LSTM language model sized by ``model.lstm``; the vocabulary is padded to 64 like the Llama's."""
+    from abcgen.models.lstm import MusicLSTM, MusicLSTMConfig
+
+    s = settings.lstm
+    config = MusicLSTMConfig(
+        vocab_size=-(-vocab_size // 64) * 64,
+        embedding_size=s.embedding_size,
+        hidden_size=s.hidden_size,
+        num_hidden_layers=s.num_layers,
+        dropout=s.dropout,
+        tie_word_embeddings=s.tie_weights,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+    )
+    return MusicLSTM(config)
+
+
 def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> tuple[Any, list[int]]:
     """The model ready for the method, and the ids of the token rows added for the music tokenizer."""
     from transformers import AutoModelForCausalLM
@@ -81,9 +102,13 @@ def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> 
     from abcgen.tokenization.embeddings import resize_and_init_embeddings
 
     dtype = resolve_dtype(settings.dtype)
-    if settings.method == "scratch":
-        model = scratch_model(settings, len(tokenizer), tokenizer.pad_token_id).to(dtype)
+    if settings.method == "scratch" and settings.architecture == "lstm":
+        model = lstm_model(settings, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
+                           tokenizer.eos_token_id).to(dtype)
         new_ids: list[int] = []  # every row is new and trained
+    elif settings.method == "scratch":
+        model = scratch_model(settings, len(tokenizer), tokenizer.pad_token_id).to(dtype)
+        new_ids = []  # every row is new and trained
     else:
         try:
             model = AutoModelForCausalLM.from_pretrained(
