@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -61,6 +60,7 @@ from abcgen.training.data import (
 )
 from abcgen.training.loss import DEFAULT_CHUNK_SIZE, global_token_count, loss_scale, model_token_loss
 from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model, resolve_dtype
+from abcgen.training.outputs import make_optimizer, write_run_files
 from abcgen.training.speed import check_compile_supported, compile_model, eager_mode, resolve_pin_memory
 
 log = logging.getLogger("abcgen.finetune")
@@ -155,20 +155,6 @@ def train_loader(cfg: TrainConfig, rows: list[Any], epoch: int, accelerator: Acc
     return accelerator.prepare_data_loader(loader)
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    from transformers import get_scheduler
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    # fused=True runs on CUDA and, since torch 2.4, on CPU; None lets torch pick its default (foreach)
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                  eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
-                                  fused=True if cfg.optim.fused else None)
-    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.optim.schedule]
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.optim.warmup_steps,
-                              num_training_steps=cfg.optim.max_steps)
-    return optimizer, scheduler
-
-
 # --- one optimiser step ----------------------------------------------------------------------------------
 
 def train_step(model: Any, micro_batches: list[dict[str, torch.Tensor]], accelerator: Accelerator, *,
@@ -237,8 +223,6 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batch
 def save_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, tokenizer: Any, summary: dict[str, Any]) -> Path:
     """The one place the model is saved: ``final/`` (merged weights, loadable by AutoModelForCausalLM),
     ``final/adapter`` for LoRA, tokenizer, control vocabulary, generation config, summary."""
-    from transformers import GenerationConfig
-
     final = Path(cfg.checkpoint.output_dir) / "final"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -252,15 +236,7 @@ def save_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, tokenizer
         else:
             merged = unwrapped
         merged.save_pretrained(final, safe_serialization=True)
-        tokenizer.save_pretrained(final)
-        shutil.copy(Path(cfg.data.corpus) / "control_vocabulary.json", final / "control_vocabulary.json")
-        GenerationConfig(
-            do_sample=True, top_p=0.95, temperature=1.0, max_new_tokens=cfg.logging.sample_max_new_tokens,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ).save_pretrained(final)
-        save_config(cfg, final / "abcgen_train_config.yaml")
-        (final / "training_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+        write_run_files(final, cfg, tokenizer, summary)
     accelerator.wait_for_everyone()
     return final
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
 import platform
@@ -74,6 +73,7 @@ from abcgen.training.config import TrainConfig, config_to_dict, save_config
 from abcgen.training.data import IGNORE_INDEX
 from abcgen.training.loss import token_sum_cross_entropy
 from abcgen.training.model import build_tokenizer, count_parameters, resolve_dtype
+from abcgen.training.outputs import make_optimizer, write_run_files
 
 log = logging.getLogger("abcgen.vae")
 
@@ -137,20 +137,6 @@ def _warn_missing_controls(tokenizer: Any, vocab: ControlVocabulary, conditions:
         log.warning("%d control tokens of the corpus are not in the tokenizer (e.g. %s) and will be split into "
                     "pieces: build the tokenizer on this corpus (abcgen tokenizer build) for single tokens",
                     len(missing), ", ".join(missing[:3]))
-
-
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW and the warm-up + decay schedule from ``optim.*``, as the LM loop builds them."""
-    from transformers import get_scheduler
-
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
-                                  weight_decay=cfg.optim.weight_decay,
-                                  fused=cfg.optim.fused and torch.cuda.is_available())
-    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.optim.schedule]
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=cfg.optim.warmup_steps,
-                              num_training_steps=cfg.optim.max_steps)
-    return optimizer, scheduler
 
 
 def segment_loader(segments: Sequence[Segment], batch_size: int, tokenizer: Any, *, shuffle: bool,
@@ -317,10 +303,6 @@ def save_vae_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, token
                    summary: dict[str, Any]) -> Path:
     """``OUTPUT_DIR/final``: model (safetensors), tokenizer (with its abcgen metadata, so the folder also
     serves as ``model.tokenizer``), control vocabulary, generation config, run config, summary."""
-    from transformers import GenerationConfig
-
-    from abcgen.tokenization.extend import save_music_tokenizer
-
     final = Path(cfg.checkpoint.output_dir) / "final"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -328,16 +310,7 @@ def save_vae_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, token
             shutil.rmtree(final)
         final.mkdir(parents=True)
         accelerator.unwrap_model(model).save_pretrained(final, safe_serialization=True)
-        save_music_tokenizer(tokenizer, final)
-        shutil.copy(Path(cfg.data.corpus) / "control_vocabulary.json", final / "control_vocabulary.json")
-        GenerationConfig(
-            do_sample=True, top_p=0.95, temperature=1.0, max_new_tokens=cfg.logging.sample_max_new_tokens,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ).save_pretrained(final)
-        save_config(cfg, final / "abcgen_train_config.yaml")
-        (final / "training_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False),
-                                                     encoding="utf-8")
+        write_run_files(final, cfg, tokenizer, summary)
     accelerator.wait_for_everyone()
     return final
 
@@ -452,5 +425,5 @@ def _flat(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-__all__ = ["build_vae", "evaluate_vae", "make_optimizer", "prepare_segments", "prior_samples",
+__all__ = ["build_vae", "evaluate_vae", "prepare_segments", "prior_samples",
            "save_vae_final", "train_vae", "vae_loss"]
