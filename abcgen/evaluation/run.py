@@ -157,7 +157,10 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         n_resamples=settings.n_resamples, seed=settings.seed, abc2midi=settings.abc2midi, progress=progress,
     )
     perplexity = None
-    if settings.perplexity_tunes and not is_gan:  # a GAN assigns no likelihood to tokens
+    # A GAN assigns no likelihood to tokens; a VAE's decoder without the tune's own latent scores a random
+    # prior draw, which is not its likelihood (its reconstruction is in training_summary.json).
+    is_vae = not is_gan and getattr(pipe.model.config, "model_type", "") == "abcgen_vae"
+    if settings.perplexity_tunes and not is_gan and not is_vae:
         model = pipe.model
         max_length = int(getattr(model.config, "max_position_embeddings", 1024) or 1024)
         perplexity = heldout_perplexity(model, pipe.tokenizer, vocabulary,
