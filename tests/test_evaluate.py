@@ -96,6 +96,16 @@ def test_evaluate_command_writes_the_report(corpus: Path, model_dir: Path, tmp_p
     assert "| A1 | strict_validity |" in markdown and "real" in markdown
     assert (out / "generated.abc").read_text().count("X:") == 8
 
+    # the report the command wrote is one publish accepts for this model: the card carries its numbers
+    repo = tmp_path / "repo"
+    published = _abcgen("publish", "--model", str(model_dir), "--repo-id", "tester/tiny", "--report", str(out),
+                        "--local-dir", str(repo))
+    assert published.returncode == 0, published.stderr[-3000:]
+    card = (repo / "README.md").read_text()
+    assert "model-index" in card and "strict_validity" in card
+    assert json.loads((repo / "evaluation" / "report.json").read_text())["model"]["fingerprint"] == \
+        model_fingerprint(model_dir)
+
 
 def test_evaluate_scores_files_from_any_generator(corpus: Path, tmp_path: Path) -> None:
     tunes = tmp_path / "other_toolkit.abc"
