@@ -124,6 +124,11 @@ def test_evaluate_refuses_bad_input(corpus: Path, model_dir: Path, tmp_path: Pat
     split = _abcgen("evaluate", "--model", str(model_dir), "--data", str(corpus), "--split", "dev", "--out",
                     str(tmp_path))
     assert split.returncode == 2 and "'dev' is not a split" in split.stderr
+    tunes = tmp_path / "tunes.abc"
+    tunes.write_text(load_corpus(corpus)["validation"][0]["abc"], encoding="utf-8")
+    files_split = _abcgen("evaluate", "--abc", str(tunes), "--data", str(corpus), "--split", "dev", "--out",
+                          str(tmp_path))
+    assert files_split.returncode == 2 and "'dev' is not a split" in files_split.stderr
     empty = tmp_path / "empty-model"
     empty.mkdir()
     missing = _abcgen("evaluate", "--model", str(empty), "--data", str(corpus), "--out", str(tmp_path))

@@ -218,8 +218,9 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
 
     # --- E: novelty and diversity --------------------------------------------------------------------------
     similarities: dict[str, list[float]] = {}
-    if inputs.train:
-        train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
+    # read once: the novelty index and the style classifier both use them (10k tunes take ~15 s to read)
+    train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
+    if train_pieces:
         index = novelty.NoveltyIndex(train_pieces)
         copy_gen, copy_real = novelty.copy_report(gen, index), novelty.copy_report(real, index)
         similarities = {"generated": copy_gen["similarities"], "real": copy_real["similarities"]}
@@ -278,7 +279,7 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
             add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
                 [100.0 * keys.form_adherence(p, str(r["form"])) if r.get("form") else math.nan
                  for p, r in zip(gen, requests, strict=True)], None, True)
-        rows += _style_rows(gen, real, inputs, requests, style_labels, mean_ci, seed)
+        rows += _style_rows(gen, real, train_pieces, inputs, requests, style_labels, mean_ci, seed)
 
     return {
         "metrics": [row.as_dict() for row in rows],
@@ -311,17 +312,16 @@ def _bar_error(pieces: list[Piece], stats: Any, n_resamples: int, seed: int) -> 
     return stats.bootstrap_statistic(counts, share, n_resamples=n_resamples, seed=seed).as_dict()
 
 
-def _style_rows(gen: list[Piece], real: list[Piece], inputs: EvaluationInputs, requests: list[Mapping[str, Any]],
-                style_labels: Sequence[str], mean_ci: Callable[[Sequence[float]], dict[str, float]],
+def _style_rows(gen: list[Piece], real: list[Piece], train_pieces: list[Piece], inputs: EvaluationInputs,
+                requests: list[Mapping[str, Any]], style_labels: Sequence[str], mean_ci: Callable[[Sequence[float]], dict[str, float]],
                 seed: int) -> list[Metric]:
     """F4: a classifier trained on the training split's labels; its accuracy on real held-out tunes is the
     ceiling, the share of generated tunes it assigns to the requested label is the adherence."""
     from abcgen.evaluation.style import StyleClassifier
 
     rows: list[Metric] = []
-    if not inputs.train or not inputs.train_labels or not inputs.real_labels:
+    if not train_pieces or not inputs.train_labels or not inputs.real_labels:
         return rows
-    train_pieces = read_pieces(list(inputs.train))
     for label in style_labels:
         asked = [str(r.get(label) or "") for r in requests]
         if not any(asked):

@@ -74,6 +74,26 @@ class GanAsPipeline:
         return out
 
 
+def load_splits(corpus_dir: str | Path, split: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held-out rows of ``split``, training rows) of a corpus folder; ConfigError for an unknown split."""
+    from abcgen.corpus.build import load_corpus
+
+    corpus = load_corpus(corpus_dir)
+    if split not in corpus:
+        raise ConfigError(f"--split {split!r} is not a split of {corpus_dir}: it has {', '.join(corpus)}")
+    train = [dict(row) for row in corpus["train"]] if "train" in corpus else []
+    return [dict(row) for row in corpus[split]], train
+
+
+def draw_real(held_out: list[dict[str, Any]], num_generated: int, settings: EvaluationSettings
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The real tunes compared (as many as generated unless ``num_real``) and the tunes whose two halves
+    make the real-vs-real floor (twice as many), drawn with ``settings.seed``."""
+    rng = random.Random(settings.seed)
+    num_real = min(len(held_out), settings.num_real or num_generated)
+    return rng.sample(held_out, num_real), rng.sample(held_out, min(len(held_out), 2 * num_real))
+
+
 @torch.no_grad()
 def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[dict[str, Any]],
                        conditions: tuple[str, ...], max_length: int) -> dict[str, float]:
@@ -103,7 +123,6 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     """Generate from ``model_dir``, score against ``corpus_dir``'s held-out split, write the report to ``out``."""
     from transformers import pipeline
 
-    from abcgen.corpus.build import load_corpus
     from abcgen.evaluation.plots import write_plots
     from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
     from abcgen.model_folder import check_model_folder, model_fingerprint
@@ -116,11 +135,7 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     missing = [] if is_gan else check_model_folder(model_dir)
     if missing:
         raise ConfigError(f"model folder {str(model_dir)!r} cannot be evaluated: " + "; ".join(missing))
-    corpus = load_corpus(corpus_dir)
-    if settings.split not in corpus:
-        raise ConfigError(f"--split {settings.split!r} is not a split of {corpus_dir}: it has {', '.join(corpus)}")
-    held_out = [dict(row) for row in corpus[settings.split]]
-    train_rows = [dict(row) for row in corpus["train"]] if "train" in corpus else []
+    held_out, train_rows = load_splits(corpus_dir, settings.split)
     vocabulary = load_control_vocabulary(model_dir)
     if is_gan:
         trained: tuple[str, ...] = ("key", "meter", "rhythm")  # the GAN's condition embeddings
@@ -144,10 +159,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
             seeds.append(seed)
     generation_seconds = time.perf_counter() - started
 
-    rng = random.Random(settings.seed)
-    num_real = min(len(held_out), settings.num_real or len(texts))
-    real_rows = rng.sample(held_out, num_real)
-    floor_rows = rng.sample(held_out, min(len(held_out), 2 * num_real))
+    real_rows, floor_rows = draw_real(held_out, len(texts), settings)
+    num_real = len(real_rows)
     scored = evaluate_texts(
         EvaluationInputs(
             generated=texts, real=[r["abc"] for r in real_rows], train=[r["abc"] for r in train_rows],
@@ -201,7 +214,6 @@ def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Pat
                        settings: EvaluationSettings | None = None) -> dict[str, Any]:
     """Score tunes written by any generator (ABC files, one or many tunes each) against a corpus split,
     without a model: every metric except adherence (nothing records what was asked) and perplexity."""
-    from abcgen.corpus.build import load_corpus
     from abcgen.corpus.sources import read_text
     from abcgen.evaluation.plots import write_plots
     from abcgen.notation.tune import split_tunes
@@ -215,13 +227,9 @@ def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Pat
         texts += [t.text for t in split_tunes(text)]
     if not texts:
         raise AbcgenError(f"no tunes (X: or K: lines) in {', '.join(map(str, paths))}")
-    corpus = load_corpus(corpus_dir)
-    held_out = [dict(row) for row in corpus[settings.split]]
-    train_rows = [dict(row) for row in corpus["train"]] if "train" in corpus else []
-    rng = random.Random(settings.seed)
-    num_real = min(len(held_out), settings.num_real or len(texts))
-    real_rows = rng.sample(held_out, num_real)
-    floor_rows = rng.sample(held_out, min(len(held_out), 2 * num_real))
+    held_out, train_rows = load_splits(corpus_dir, settings.split)
+    real_rows, floor_rows = draw_real(held_out, len(texts), settings)
+    num_real = len(real_rows)
     scored = evaluate_texts(EvaluationInputs(generated=texts, real=[r["abc"] for r in real_rows],
                                              train=[r["abc"] for r in train_rows],
                                              floor_real=[r["abc"] for r in floor_rows]),
