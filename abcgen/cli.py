@@ -6,7 +6,9 @@
     abcgen check TUNE.abc          # normalise, lex and bar-check tunes; non-zero exit on a broken tune
     abcgen publish --model DIR --repo-id OWNER/NAME --report REPORT_DIR   # or --local-dir DIR: no push
 
-Every command logs to stderr and exits with status 2 on bad input, with the reason on one line.
+Every command logs to stderr and exits with status 2 on bad input, with the reason on one line (its
+traceback only with -v). A command that writes a folder (--out, --local-dir) checks it before the work,
+refuses a used one without --overwrite, and writes the new one beside it, swapped in only when complete.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from abcgen.errors import AbcgenError
+from abcgen.errors import AbcgenError, ConfigError
 
 log = logging.getLogger("abcgen")
 
@@ -30,6 +33,61 @@ def _shifts(text: str) -> tuple[int, ...]:
         return tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--transpose-augment {text!r}: give semitones like -2,2 or 'all'") from exc
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number above 0 (``--num 0`` or ``--num -1`` is a mistake, not a request)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give one above 0, e.g. 4") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give 0 or more") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a share in [0, 1) (``--validation-fraction 0.05``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a share like 0.05") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and below 1, e.g. 0.05")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (temperature, timeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give one above 0") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+def _top_p(text: str) -> float:
+    """An argparse type: nucleus sampling's probability mass, in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a probability in (0, 1], e.g. 0.95") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 and at most 1, e.g. 0.95")
+    return value
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -47,7 +105,7 @@ def _data_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         min_label_count=args.min_label_count,
     )
-    report = build_corpus(config, progress=not args.quiet)
+    report = build_corpus(config, progress=not args.quiet, overwrite=args.overwrite)
     print(format_report(report))
     print(f"corpus written to {config.out} (report: {config.out / 'report.json'})")
     return 0
@@ -57,7 +115,8 @@ def _tokenizer_build(args: argparse.Namespace) -> int:
     from abcgen.tokenization.build import tokenizer_build_command
 
     report = tokenizer_build_command(
-        args.base, args.data, args.out, units_spec=args.units, allow_round_trip_failures=args.allow_round_trip_failures
+        args.base, args.data, args.out, units_spec=args.units, allow_round_trip_failures=args.allow_round_trip_failures,
+        overwrite=args.overwrite,
     )
     rows = [(split, report[split]) for split in ("train", "validation", "test") if split in report]
     print(f"{'split':<11} {'tunes':>6} {'music tok/tune':>15} {'base tok/tune':>14} {'round-trip fails':>17}")
@@ -71,7 +130,7 @@ def _tokenizer_build(args: argparse.Namespace) -> int:
 def _tokenizer_train_base(args: argparse.Namespace) -> int:
     from abcgen.tokenization.base_bpe import train_base_from_corpus
 
-    tokenizer = train_base_from_corpus(args.data, args.out, vocab_size=args.vocab_size)
+    tokenizer = train_base_from_corpus(args.data, args.out, vocab_size=args.vocab_size, overwrite=args.overwrite)
     print(f"byte-level BPE base tokenizer of {len(tokenizer)} tokens written to {args.out}")
     return 0
 
@@ -86,40 +145,13 @@ def _conditions(text: str) -> dict[str, str]:
 
 def _sample(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from abcgen.controls import ControlVocabulary
-    from abcgen.generation.sampling import sample_tunes
-    from abcgen.notation.remi import abc_to_midi
+    from abcgen.generation.sampling import sample_to_folder
 
-    vocab = ControlVocabulary.load(args.model)
-    for name, value in args.conditions.items():
-        if vocab.normalise(name, value) != value:
-            raise AbcgenError(f"condition {name}={value!r} is not in the model's vocabulary; valid values: "
-                              f"{', '.join(list(vocab.values[name])[:30])}")
     torch.set_num_threads(max(1, args.threads))
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model)
-    samples = sample_tunes(model, tokenizer, vocab, [args.conditions] * args.num,
-                           max_new_tokens=args.max_new_tokens, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = []
-    for index, sample in enumerate(samples):
-        stem = args.out / f"tune_{index:02d}"
-        stem.with_suffix(".abc").write_text(sample.abc, encoding="utf-8")
-        entry = {"file": str(stem.with_suffix(".abc")), "conditions": sample.conditions,
-                 "bar_check_ok": sample.bar_check_ok, "problems": sample.problems[:5]}
-        if args.midi:
-            try:
-                abc_to_midi(sample.abc, stem.with_suffix(".mid"))
-                entry["midi"] = str(stem.with_suffix(".mid"))
-            except AbcgenError as exc:
-                entry["midi_error"] = str(exc)
-        summary.append(entry)
-    passed = sum(s.bar_check_ok for s in samples)
-    (args.out / "samples.json").write_text(json.dumps({"passed_bar_check": passed, "num": len(samples),
-                                                        "samples": summary}, indent=1), encoding="utf-8")
-    print(f"{passed} of {len(samples)} sampled tunes pass the bar check; written to {args.out}")
+    summary = sample_to_folder(args.model, args.out, args.conditions, num=args.num, max_new_tokens=args.max_new_tokens,
+                               seed=args.seed, midi=args.midi, overwrite=args.overwrite)
+    print(f"{summary['passed_bar_check']} of {summary['num']} sampled tunes pass the bar check; written to {args.out}")
     return 0
 
 
@@ -127,39 +159,23 @@ def _generate(args: argparse.Namespace) -> int:
     from abcgen.models.gan import is_gan_folder
 
     if is_gan_folder(args.model):  # a piano-roll MusicGAN (model.architecture=gan): no tokenizer, no pipeline
-        from abcgen.models.gan_generation import run_generate_command
+        from abcgen.generation.gan import run_generate_command
 
         return run_generate_command(args)
     import torch
-    from transformers import pipeline
 
-    from abcgen.generation.pipeline import TASK
+    from abcgen.generation.pipeline import generate_to_folder
 
     torch.set_num_threads(max(1, args.threads))
-    pipe = pipeline(TASK, model=str(args.model))
-    prompt = args.prompt.read_text(encoding="utf-8") if args.prompt else None
-    conditions = {name: getattr(args, name) for name in ("key", "meter", "unit_length", "rhythm", "origin",
-                                                          "composer", "tempo", "bars", "form")}
-    tunes = pipe(prompt, **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
-                 temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                 constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices)
-    args.out.mkdir(parents=True, exist_ok=True)
-    formats = [f for f in args.render.split(",") if f] if args.render else []
-    summary = []
-    for index, tune in enumerate(tunes):
-        path = args.out / f"tune_{index:02d}.abc"
-        path.write_text(tune["abc"], encoding="utf-8")
-        entry = {"file": str(path), **{k: tune[k] for k in ("valid", "problems", "conditions", "constrained")},
-                 "num_bars": len(tune["bars"])}
-        if formats:
-            from abcgen.render import render_abc
+    from abcgen.controls import conditions as registered_conditions
 
-            entry["rendered"] = {fmt: str(p) for fmt, p in render_abc(tune["abc"], path.with_suffix(""), formats).items()}
-        summary.append(entry)
-    valid = sum(t["valid"] for t in tunes)
-    (args.out / "summary.json").write_text(json.dumps({"model": str(args.model), "valid": valid, "num": len(tunes),
-                                                        "tunes": summary}, indent=1), encoding="utf-8")
-    print(f"{valid} of {len(tunes)} tunes valid; written to {args.out}")
+    conditions = {c.name: getattr(args, c.name) for c in registered_conditions()}  # one flag each
+    summary = generate_to_folder(
+        args.model, args.out, args.prompt, render=args.render, overwrite=args.overwrite,
+        **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices)
+    print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
 
@@ -168,6 +184,11 @@ def _check(args: argparse.Namespace) -> int:
     from abcgen.notation.checks import check_tune
     from abcgen.notation.tune import normalise_tune, split_tunes
 
+    for path in args.files:  # every path named exists before any is checked: a typo is not a broken tune
+        if not Path(path).exists():
+            raise ConfigError(f"{path!r} does not exist: give ABC files to check")
+        if Path(path).is_dir():
+            raise ConfigError(f"{path!r} is a folder: give the ABC files in it, e.g. {str(Path(path) / '*.abc')!r}")
     bad = 0
     results = []
     for path in args.files:
@@ -213,9 +234,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                                       max_bars=args.max_bars),
     )
     if args.model is not None:
-        report = evaluate_model(args.model, args.data, args.out, settings, progress=not args.quiet)
+        report = evaluate_model(args.model, args.data, args.out, settings, progress=not args.quiet,
+                                overwrite=args.overwrite)
     else:
-        report = evaluate_abc_files(args.abc, args.data, args.out, settings)
+        report = evaluate_abc_files(args.abc, args.data, args.out, settings, overwrite=args.overwrite)
     by_name = {m["name"]: m for m in report["metrics"]}
     for name in ("strict_validity", "bar_alignment_error", "overlap_mean", "copy_rate", "key_adherence_ks",
                  "meter_adherence"):
@@ -233,7 +255,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     result = publish(args.model, args.repo_id, private=args.private, adapter_only=args.adapter_only,
                      report_dir=args.report, no_eval=args.no_eval, local_dir=args.local_dir, license=args.license,
-                     datasets=args.dataset or (), timeout_s=args.timeout)
+                     datasets=args.dataset or (), timeout_s=args.timeout, overwrite=args.overwrite)
     if result.local_dir is not None:
         print(f"{len(result.files)} files of {result.repo_id} written to {result.local_dir} (not pushed)")
     else:
@@ -243,72 +265,78 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _interpolate(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoTokenizer
 
-    from abcgen.corpus.sources import read_text
-    from abcgen.generation.latent import interpolate_tunes, load_vae
-    from abcgen.notation.tune import split_tunes
-
-    def first_tune(path: Path) -> str:
-        text, reason = read_text(path)
-        tunes = split_tunes(text) if text is not None else []
-        if not tunes:
-            raise AbcgenError(f"{path}: no ABC tune to interpolate ({reason or 'no X: tune in the file'})")
-        if len(tunes) > 1:
-            log.info("%s holds %d tunes; interpolating its first", path, len(tunes))
-        return tunes[0].text
+    from abcgen.generation.latent import interpolate_to_folder
 
     torch.set_num_threads(max(1, args.threads))
-    model = load_vae(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(str(args.model))
-    tunes = interpolate_tunes(model, tokenizer, first_tune(args.a), first_tune(args.b), args.steps, seed=args.seed,
-                              constrained=not args.unconstrained, max_new_tokens=args.max_new_tokens)
-    args.out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for index, tune in enumerate(tunes):
-        path = args.out / f"point_{index:02d}.abc"
-        path.write_text(tune.abc, encoding="utf-8")
-        entries.append({"file": str(path), "fraction": tune.fraction, "valid": tune.valid, "problems": tune.problems})
-    valid = sum(t.valid for t in tunes)
-    (args.out / "summary.json").write_text(json.dumps(
-        {"model": str(args.model), "a": str(args.a), "b": str(args.b), "steps": args.steps, "seed": args.seed,
-         "constrained": not args.unconstrained, "path": "spherical (slerp) between the posterior means",
-         "valid": valid, "num": len(tunes), "tunes": entries}, indent=1), encoding="utf-8")
-    print(f"{valid} of {len(tunes)} interpolated tunes valid; written to {args.out}")
+    summary = interpolate_to_folder(args.model, args.a, args.b, args.out, steps=args.steps, seed=args.seed,
+                                    constrained=not args.unconstrained, max_new_tokens=args.max_new_tokens,
+                                    overwrite=args.overwrite)
+    print(f"{summary['valid']} of {summary['num']} interpolated tunes valid; written to {args.out}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``abcgen`` parser: one function per command adds its arguments, in the order ``--help`` lists them."""
     parser = argparse.ArgumentParser(prog="abcgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_data_commands(commands)
+    _add_tokenizer_commands(commands)
+    _add_sample_command(commands)
+    _add_generate_command(commands)
+
+    from abcgen.render import add_render_arguments
+
+    add_render_arguments(commands.add_parser("render", help="render ABC tunes to mid, wav, flac, ogg, svg, png"))
+
+    from abcgen.listen.commands import add_demo_arguments, add_listen_arguments
+
+    add_demo_arguments(commands.add_parser("demo", help="a local web page (Gradio) to generate, see and hear tunes"))
+    add_listen_arguments(commands.add_parser("listen", help="a blind listening test: prepare, serve, analyse, export"))
+
+    _add_check_command(commands)
+    _add_evaluate_command(commands)
+    _add_publish_command(commands)
+    _add_interpolate_command(commands)
+    return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``abcgen data build``: the corpus and its options (sources, splits, augmentation, checks)."""
     data = commands.add_parser("data", help="corpus commands").add_subparsers(dest="action", required=True)
     build = data.add_parser("build", help="build a corpus (DatasetDict + report.json + control_vocabulary.json)")
     build.add_argument("--source", nargs="+", required=True,
                        help="files, folders or music21:NAME (essenFolksong, oneills1850, airdsAirs, ryansMammoth, "
                             "miscFolk, bach, all)")
     build.add_argument("--out", type=Path, required=True, help="output folder")
-    build.add_argument("--validation-fraction", type=float, default=0.05)
-    build.add_argument("--test-fraction", type=float, default=0.05)
+    build.add_argument("--overwrite", action="store_true", help="replace an existing corpus in --out (the new one is written beside it and swapped in only when complete)")
+    build.add_argument("--validation-fraction", type=_fraction, default=0.05)
+    build.add_argument("--test-fraction", type=_fraction, default=0.05)
     build.add_argument("--split-seed", type=int, default=0, help="salt of the deterministic split hash")
     build.add_argument("--remi", action="store_true", help="also write REMI token text (needs abc2midi)")
     build.add_argument("--transpose-augment", type=_shifts, default=(),
                        help="semitone shifts added to train only, e.g. -2,2 or 'all'")
     build.add_argument("--bar-check", choices=("reject", "flag", "off"), default="reject",
                        help="reject tunes with bar-length problems (default), keep and count them, or skip the check")
-    build.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
-    build.add_argument("--min-label-count", type=int, default=5, help="rarer condition values become 'other'")
+    build.add_argument("--workers", type=_non_negative_int, default=0, help="processes (0 = all cores)")
+    build.add_argument("--min-label-count", type=_positive_int, default=5,
+                       help="rarer condition values become 'other'")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_data_build)
 
+
+def _add_tokenizer_commands(commands: argparse._SubParsersAction) -> None:
+    """``abcgen tokenizer build`` (extend a base tokenizer) and ``abcgen tokenizer train-base``."""
     tok = commands.add_parser("tokenizer", help="tokenizer commands").add_subparsers(dest="action", required=True)
     tbuild = tok.add_parser("build", help="extend a Hugging Face tokenizer with music and control tokens")
     tbuild.add_argument("--base", required=True, help="hub id or folder of the base tokenizer")
     tbuild.add_argument("--data", type=Path, required=True, help="corpus folder from 'abcgen data build'")
     tbuild.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
+    tbuild.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer in --out (the new one is written beside it and swapped in only when complete)")
     tbuild.add_argument("--units", default=None,
-                        help="unit spec: omit to count units on the corpus, 'shipped' for tokenizers/abc_units.json, "
+                        help="unit spec: omit to count units on the corpus, 'shipped' for abcgen/assets/abc_units.json, "
                              "or a spec file")
     tbuild.add_argument("--allow-round-trip-failures", action="store_true",
                         help="write the tokenizer even if some tunes do not decode back exactly")
@@ -318,9 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
                                               "models trained from scratch)")
     tbase.add_argument("--data", type=Path, required=True, help="corpus folder from 'abcgen data build'")
     tbase.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
-    tbase.add_argument("--vocab-size", type=int, default=2048)
+    tbase.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer in --out (the new one is written beside it and swapped in only when complete)")
+    tbase.add_argument("--vocab-size", type=_positive_int, default=2048)
     tbase.set_defaults(func=_tokenizer_train_base)
 
+
+def _add_sample_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen sample``: plain sampling from a model folder."""
     sample = commands.add_parser("sample", help="sample conditioned tunes from a trained model folder (plain "
                                                 "sampling; writes .abc, .mid and samples.json)")
     sample.add_argument("--model", type=Path, required=True, help="a folder written by train/finetune.py (final/)")
@@ -331,13 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--threads", type=int, default=1)
     sample.add_argument("--midi", action="store_true", help="also write MIDI through abc2midi")
     sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("--overwrite", action="store_true", help="replace a used --out folder (it is swapped for the new one only once everything is written)")
     sample.set_defaults(func=_sample)
 
+
+def _add_generate_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen generate``: the pipeline's conditions, decoding settings and rendering."""
     gen = commands.add_parser("generate", help="generate conditioned tunes through the abc-generation pipeline")
     gen.add_argument("--model", required=True, help="model folder (train/finetune.py final/) or hub id")
-    for name in ("key", "meter", "unit-length", "rhythm", "origin", "composer", "tempo", "form"):
-        gen.add_argument(f"--{name}", default=None)
-    gen.add_argument("--bars", type=int, default=None, help="number of bars of the tune")
+    from abcgen.controls import conditions as registered_conditions
+
+    for condition in registered_conditions():  # the condition registry: one flag per condition
+        gen.add_argument(condition.flag, type=condition.arg_type, default=None, help=condition.help)
     gen.add_argument("--pickup", default=None, help="length of a pickup bar as a fraction of a whole note, e.g. 1/8")
     gen.add_argument("--prompt", type=Path, default=None, help="an ABC file with the opening bars to continue")
     gen.add_argument("--voices", type=int, default=1, help="voices kept in step bar by bar (V:1 .. V:n)")
@@ -350,17 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--render", default="", help="also render: comma-separated mid,wav,flac,ogg,svg,png")
     gen.add_argument("--threads", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
+    gen.add_argument("--overwrite", action="store_true", help="replace a used --out folder (it is swapped for the new one only once everything is written)")
     gen.set_defaults(func=_generate)
 
-    from abcgen.render import add_render_arguments
 
-    add_render_arguments(commands.add_parser("render", help="render ABC tunes to mid, wav, flac, ogg, svg, png"))
-
+def _add_check_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen check``: normalise, lex and bar-check ABC files."""
     check = commands.add_parser("check", help="normalise, lex and bar-check the tunes of ABC files")
     check.add_argument("files", nargs="+")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_check)
 
+
+def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen evaluate``: what is generated, what it is compared with, and where the report goes."""
     ev = commands.add_parser("evaluate", help="generate from a model and score it against real held-out tunes "
                                               "(report.json, report.md, plots)")
     ev.add_argument("--model", type=Path, default=None, help="model folder (train/finetune.py's final/)")
@@ -368,23 +408,31 @@ def build_parser() -> argparse.ArgumentParser:
                     help="instead of --model: score the tunes of these ABC files (any generator)")
     ev.add_argument("--data", type=Path, required=True, help="corpus folder (abcgen data build)")
     ev.add_argument("--split", default="test", help="held-out split: real tunes and the conditions asked for")
-    ev.add_argument("--num-samples", type=int, default=100, help="generated tunes per seed")
-    ev.add_argument("--seeds", type=int, default=3, help="sampling seeds 0..N-1 (at least 3 for a published number)")
-    ev.add_argument("--num-real", type=int, default=None, help="real tunes compared (default: as many as generated)")
-    ev.add_argument("--temperature", type=float, default=1.0)
-    ev.add_argument("--top-p", type=float, default=0.95)
-    ev.add_argument("--max-new-tokens", type=int, default=None, help="default: the pipeline's budget for the bars")
-    ev.add_argument("--max-bars", type=int, default=32, help="cap on the bar counts copied from real tunes")
+    ev.add_argument("--num-samples", type=_positive_int, default=100, help="generated tunes per seed")
+    ev.add_argument("--seeds", type=_positive_int, default=3,
+                    help="sampling seeds 0..N-1 (at least 3 for a published number)")
+    ev.add_argument("--num-real", type=_positive_int, default=None,
+                    help="real tunes compared (default: as many as generated)")
+    ev.add_argument("--temperature", type=_positive_float, default=1.0)
+    ev.add_argument("--top-p", type=_top_p, default=0.95)
+    ev.add_argument("--max-new-tokens", type=_positive_int, default=None,
+                    help="default: the pipeline's budget for the bars")
+    ev.add_argument("--max-bars", type=_positive_int, default=32, help="cap on the bar counts copied from real tunes")
     ev.add_argument("--unconstrained", action="store_true", help="sample without constrained decoding")
-    ev.add_argument("--perplexity-tunes", type=int, default=200, help="held-out tunes for perplexity; 0 = skip")
-    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
+                    help="held-out tunes for perplexity; 0 = skip")
+    ev.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")
     ev.add_argument("--no-abc2midi", action="store_true", help="skip the abc2midi check (strict validity then "
                                                                 "uses abcgen's checker only)")
-    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--threads", type=_positive_int, default=1)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.add_argument("--out", type=Path, required=True, help="report folder")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing report folder in --out (the new one is written beside it and swapped in only when complete)")
     ev.set_defaults(func=_evaluate)
 
+
+def _add_publish_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen publish``: the model, its report, and where the repository goes (Hub or a folder)."""
     pub = commands.add_parser("publish", help="assemble a model repository (weights, tokenizer, card, evaluation) "
                                               "and push it to the Hugging Face Hub in one commit")
     pub.add_argument("--model", type=Path, required=True, help="model folder (train/finetune.py's final/)")
@@ -395,11 +443,19 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--adapter-only", action="store_true",
                      help="publish the LoRA adapter (adapter/) instead of the merged weights")
     pub.add_argument("--local-dir", type=Path, default=None, help="write the repository to this folder; do not push")
+    pub.add_argument("--overwrite", action="store_true",
+                     help="replace a repository an earlier publish wrote to --local-dir (a folder publish did not "
+                          "write is never replaced)")
     pub.add_argument("--license", default="apache-2.0", help="license id for the card's metadata")
     pub.add_argument("--dataset", action="append", default=None,
                      help="dataset id for the card's metadata (repeatable; default: the training corpus's sources)")
-    pub.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each network operation")
+    pub.add_argument("--timeout", type=_positive_float, default=60.0,
+                     help="seconds to wait for each network operation")
     pub.set_defaults(func=_publish)
+
+
+def _add_interpolate_command(commands: argparse._SubParsersAction) -> None:
+    """``abcgen interpolate``: a MusicVAE's latent path between two tunes."""
     interp = commands.add_parser("interpolate", help="tunes along the latent path between two tunes (a MusicVAE "
                                                      "folder, model.architecture=vae); writes .abc files and summary.json")
     interp.add_argument("a", type=Path, help="ABC file of the first tune (its first tune if it holds several)")
@@ -411,18 +467,64 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
     interp.add_argument("--threads", type=int, default=1)
     interp.add_argument("--out", type=Path, required=True)
+    interp.add_argument("--overwrite", action="store_true", help="replace a used --out folder (it is swapped for the new one only once everything is written)")
     interp.set_defaults(func=_interpolate)
-    return parser
+
+
+# File-system errors that a mistyped or inaccessible path causes; shown as one line when the path is one the
+# user gave (or lies under or above one), as a traceback otherwise (then it is abcgen's bug).
+_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+_PATH_FIXES = {
+    FileNotFoundError: "does not exist: check the path",
+    IsADirectoryError: "is a folder where a file was expected: give a file",
+    NotADirectoryError: "is (or lies under) a file where a folder was expected: give a folder path",
+    PermissionError: "cannot be read or written (permission denied): choose a path you can use, or fix its "
+                     "permissions",
+    FileExistsError: "already exists as a file: give a folder path or remove the file",
+}
+
+
+def _user_paths(args: argparse.Namespace) -> list[Path]:
+    """Every path-like argument value of the command (``--out``, ``--data``, positional files, ...)."""
+    paths: list[Path] = []
+    for name, value in vars(args).items():
+        if name in ("func", "command", "action"):
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, Path) or (isinstance(item, str) and item and "\n" not in item):
+                paths.append(Path(item).absolute())
+    return paths
+
+
+def user_path_error(exc: OSError, args: argparse.Namespace) -> str | None:
+    """The one-line message for a file-system error on a path the user gave, or None (not a user path)."""
+    given = _user_paths(args)
+    for filename in (exc.filename, exc.filename2):
+        if filename is None or isinstance(filename, int):
+            continue
+        path = Path(os.fsdecode(filename)).absolute()
+        if any(path == p or p in path.parents or path in p.parents for p in given):
+            fix = next((text for kind, text in _PATH_FIXES.items() if isinstance(exc, kind)), "cannot be used")
+            return f"{str(path)!r} {fix}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 done, 1 what the command reports as failed (``check``: a broken tune),
+    2 bad input -- one line on stderr naming the value and the fix (its traceback only with ``-v``)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except AbcgenError as exc:
-        log.error("%s", exc)
+        log.error("%s", " ".join(str(exc).split("\n")), exc_info=args.verbose)  # one line, even for a chord "[A\nB]"
+        return 2
+    except _PATH_ERRORS as exc:
+        message = user_path_error(exc, args)
+        if message is None:
+            raise  # not a path the user gave: a bug in abcgen, keep its traceback
+        log.error("%s", message, exc_info=args.verbose)
         return 2
 
 

@@ -58,3 +58,7 @@ class ToolNotFoundError(AbcgenError):
 
 class ConfigError(AbcgenError, ValueError):
     """A configuration value or key is invalid; the message names the key and the closest valid one."""
+
+
+class MissingExtraError(ToolNotFoundError, ImportError):
+    """An optional Python package is not installed; the message names the extra: pip install 'abcgen[EXTRA]'."""

@@ -11,15 +11,23 @@ publish`` and ``abcgen evaluate`` refuse a broken folder before doing any work.
 ``model_fingerprint`` is the folder's identity: the evaluation report stores it
 (``report["model"]["fingerprint"]``) and publishing compares it with the folder being published, so a
 report written for another model (or for the same folder before it was retrained) is refused.
+
+``tokenizer_fingerprint`` is a tokenizer's identity (its vocabulary and special tokens); training stores it
+in ``abcgen_model.json`` beside the weights, and ``check_tokenizer_matches`` (called by the
+``abc-generation`` pipeline and at the start of fine-tuning) refuses a tokenizer that is not the model's:
+one with more tokens than the embedding matrix has rows, or another fingerprint than the stored one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
 from abcgen.errors import ConfigError
+from abcgen.versioned import read_versioned, write_versioned
 
 ADAPTER_DIR = "adapter"
 # peft writes one of these two; safetensors since peft 0.4, the .bin only when asked for.
@@ -99,3 +107,115 @@ def model_fingerprint(path: str | Path) -> str:
             while chunk := handle.read(_CHUNK_BYTES):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- the tokenizer that belongs to the model --------------------------------------------------------------
+
+IDENTITY_VERSION = 1
+IDENTITY_FILE = "abcgen_model.json"  # written by training beside the weights: the tokenizer's fingerprint
+# The same fingerprint in the model's own config (config.json), so a loaded model object carries it; training
+# sets it whenever a model is built or grown for a tokenizer.
+CONFIG_KEY = "abcgen_tokenizer_fingerprint"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A blake2b digest (32 hex characters) of what decides the ids a tokenizer gives: its vocabulary
+    (token -> id, added tokens included) and its special tokens. Two tokenizers with the same fingerprint
+    map every text to the same ids the model was trained on."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: (item[1], item[0]))
+    # the four special tokens generation relies on (the other entries of special_tokens_map do not always
+    # survive a save/load round trip unchanged)
+    specials = [str(getattr(tokenizer, name, None)) for name in ("bos_token", "eos_token", "pad_token", "unk_token")]
+    payload = json.dumps({"vocab": vocab, "specials": specials}, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def write_model_identity(folder: str | Path, tokenizer: Any, **extra: Any) -> Path:
+    """Store the tokenizer's fingerprint and size in ``folder/abcgen_model.json`` (with ``extra`` keys, e.g.
+    the run's fingerprint), so that loading the model with another tokenizer is caught."""
+    path = Path(folder) / IDENTITY_FILE
+    data = {"tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "tokenizer_size": len(tokenizer), **extra}
+    return write_versioned(path, "model identity", IDENTITY_VERSION, data, sort_keys=True)
+
+
+def read_model_identity(folder: str | Path) -> dict[str, Any]:
+    """``folder/abcgen_model.json`` (``{}`` when the folder has none: older folders, hub models)."""
+    path = Path(folder) / IDENTITY_FILE
+    if not path.is_file():
+        return {}
+    # files written before it had a schema_version are version 1
+    return read_versioned(path, "model identity", IDENTITY_VERSION, unversioned=1,
+                          fix="re-run train/finetune.py, or delete the file to skip the tokenizer check")
+
+
+def _embedding_rows(model_or_folder: Any) -> tuple[int | None, str]:
+    """(rows of the input embedding matrix or None when unknown, a name for messages)."""
+    if isinstance(model_or_folder, str | Path):
+        folder = Path(model_or_folder)
+        config = folder / "config.json"
+        if not config.is_file():
+            return None, str(folder)
+        try:
+            size = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+        except (OSError, ValueError):
+            return None, str(folder)
+        return (int(size) if isinstance(size, int) else None), str(folder)
+    name = str(getattr(model_or_folder, "name_or_path", "") or type(model_or_folder).__name__)
+    embeddings = model_or_folder.get_input_embeddings() if hasattr(model_or_folder, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is None:
+        rows = getattr(getattr(model_or_folder, "config", None), "vocab_size", None)
+    return (int(rows) if isinstance(rows, int) else None), name
+
+
+def check_tokenizer_matches(model_or_folder: Any, tokenizer: Any, *, fingerprint: bool = True) -> None:
+    """Raise ``ConfigError`` when ``tokenizer`` does not belong to the model (a model object or a model
+    folder): it has more tokens than the model's embedding matrix has rows (ids past the end would be an
+    ``IndexError`` deep inside the forward pass), or the model folder stored another tokenizer's
+    fingerprint (``abcgen_model.json`` of a folder, ``config.abcgen_tokenizer_fingerprint`` of a model object,
+    both written by training: the ids would mean other tokens). ``fingerprint=False`` checks the size only."""
+    rows, name = _embedding_rows(model_or_folder)
+    tokenizer_name = str(getattr(tokenizer, "name_or_path", "") or "the tokenizer")
+    if rows is not None and len(tokenizer) > rows:
+        raise ConfigError(f"tokenizer {tokenizer_name!r} has {len(tokenizer)} tokens but model {name!r} has only "
+                          f"{rows} embedding rows: it is not the model's tokenizer; load the tokenizer saved with "
+                          "the model (its folder), or fine-tune the model on this tokenizer")
+    if isinstance(model_or_folder, str | Path):
+        folder = Path(model_or_folder)
+        stored = read_model_identity(folder).get("tokenizer_fingerprint") if folder.is_dir() else None
+    else:  # a model object: what its own config says (the folder it came from may hold another model by now)
+        stored = getattr(getattr(model_or_folder, "config", None), CONFIG_KEY, None)
+    stored = stored if fingerprint else None
+    if stored and stored != tokenizer_fingerprint(tokenizer):
+        raise ConfigError(f"tokenizer {tokenizer_name!r} (fingerprint {tokenizer_fingerprint(tokenizer)}) is not the "
+                          f"one model {name!r} was trained with (fingerprint {stored}, {IDENTITY_FILE}): load the "
+                          "tokenizer saved with the model (its folder)")
+
+
+# --- weight files that can be read ------------------------------------------------------------------------
+
+
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why the safetensors file at ``path`` cannot be loaded (truncated, bad header), or ``None`` when its
+    header is valid and the file is as long as the header says. Reads only the header."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{path.name} is truncated ({size} bytes)"
+            length = int.from_bytes(head, "little")
+            if length <= 0 or 8 + length > size:
+                return f"{path.name} is truncated (header of {length} bytes, file of {size})"
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"{path.name} cannot be read ({exc.__class__.__name__}: {exc})"
+    if not isinstance(header, dict):
+        return f"{path.name} has no valid header"
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    expected = 8 + length + (max(ends) if ends else 0)
+    if size < expected:
+        return f"{path.name} is truncated ({size} of {expected} bytes)"
+    return None

@@ -1,7 +1,7 @@
 """Throughput of the data pipeline over the embedded ABC corpus, against music21's ABC parser.
 
 Stages, each timed separately in one process (tunes/s): split collections into tunes, normalise, lex,
-bar check, tokenize (the music tokenizer built from the shipped unit spec ``tokenizers/abc_units.json``
+bar check, tokenize (the music tokenizer built from the shipped unit spec ``abcgen/assets/abc_units.json``
 over a tiny local byte-level BPE base from ``tests/tiny_models.py``: no downloads). Beside it: music21's
 ``converter.parse(text, format="abc")`` on a random sample of the same normalised tunes, the speed ratio,
 tokens per tune (music tokenizer vs its base), and the end-to-end wall time of
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -224,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=None, help="at most N tunes per collection")
     parser.add_argument("--music21-sample", type=int, default=300)
     parser.add_argument("--out", type=Path, default=RESULTS / "data_pipeline.json")
-    parser.add_argument("--build-out", type=Path, default=Path("/tmp/corpus_all"))
+    parser.add_argument("--build-out", type=Path, default=None,
+                        help="where the end-to-end build writes its corpus (default: a new private temporary "
+                             "folder, removed afterwards; a fixed /tmp path could be another user's)")
     parser.add_argument("--no-build", action="store_true", help="skip the end-to-end `abcgen data build` run")
     args = parser.parse_args(argv)
     pipeline, abc = measure_pipeline(args.sample)
@@ -242,7 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         "speed_ratio_target": 50,
     }
     if not args.no_build:
-        payload["data_build"] = measure_build(args.build_out)
+        if args.build_out is not None:
+            payload["data_build"] = measure_build(args.build_out)
+        else:
+            scratch = Path(tempfile.mkdtemp(prefix="abcgen-bench-build-"))  # private (0700), unique
+            try:
+                payload["data_build"] = measure_build(scratch / "corpus_all")
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({k: payload[k] for k in ("speed_ratio_vs_music21", "speed_ratio_vs_music21_all_cores")} | {"tunes_per_s": pipeline["tunes_per_s"],

@@ -7,7 +7,7 @@ split and times their nearest-neighbour search both ways (``nearest_many``: bloc
 reference: median nearest-neighbour similarity, share at >= 0.85 and exact copies, overall and per
 source collection (the latter over the whole test split). Writes ``benchmarks/results/novelty_index.json``::
 
-    OMP_NUM_THREADS=1 python benchmarks/novelty_index.py [--corpus /tmp/corpus_all] [--queries 300]
+    OMP_NUM_THREADS=1 python benchmarks/novelty_index.py [--corpus runs/benchmarks/corpus_all] [--queries 300]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import rapidfuzz
 
 from abcgen.corpus.build import load_corpus
 from abcgen.evaluation.novelty import COPY_THRESHOLD, NoveltyIndex, copy_report
-from abcgen.evaluation.piece import read_pieces
+from abcgen.notation.piece import read_pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,9 @@ def summary(similarities: list[float]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/corpus_all"),
-                        help="corpus folder (built from music21:all if missing)")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "benchmarks" / "corpus_all",
+                        help="corpus folder (built from music21:all if missing; default under the repository's "
+                             "runs/, not a fixed /tmp path another user could own)")
     parser.add_argument("--queries", type=int, default=300, help="random test-split tunes to search")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "novelty_index.json")

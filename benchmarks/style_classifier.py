@@ -6,7 +6,7 @@ accuracy (mean per-label recall) and per-label recall; also on the Irish dance s
 hornpipe, ... from O'Neill's and Ryan's), where rhythm is a musical property rather than a song category.
 Writes ``benchmarks/results/style_classifier.json``::
 
-    OMP_NUM_THREADS=1 python benchmarks/style_classifier.py [--corpus /tmp/corpus_all] [--labels rhythm,origin]
+    OMP_NUM_THREADS=1 python benchmarks/style_classifier.py [--corpus runs/benchmarks/corpus_all] [--labels rhythm,origin]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 from novelty_index import ensure_corpus  # noqa: E402  -- benchmarks/novelty_index.py
 
 from abcgen.corpus.build import load_corpus
-from abcgen.evaluation.piece import Piece, read_pieces
 from abcgen.evaluation.style import StyleClassifier
+from abcgen.notation.piece import Piece, read_pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 IRISH = {"music21:oneills1850", "music21:ryansMammoth"}
@@ -56,8 +56,9 @@ def measure(train: list[Piece], train_y: list[str], test: list[Piece], test_y: l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=Path("/tmp/corpus_all"),
-                        help="corpus folder (built from music21:all if missing)")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "runs" / "benchmarks" / "corpus_all",
+                        help="corpus folder (built from music21:all if missing; default under the repository's "
+                             "runs/, not a fixed /tmp path another user could own)")
     parser.add_argument("--labels", default="rhythm,origin")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "style_classifier.json")

@@ -20,16 +20,19 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false HF_H
 ABCGEN="$VENV/bin/abcgen"
 PY="$VENV/bin/python"
 
-"$ABCGEN" data build --quiet --source music21:essenFolksong music21:bach --out "$RUN/corpus-base"
-"$ABCGEN" data build --quiet --source music21:oneills1850 music21:ryansMammoth --out "$RUN/corpus-finetune"
-"$ABCGEN" tokenizer train-base --data "$RUN/corpus-base" --out "$RUN/base-bpe"
-"$ABCGEN" tokenizer build --base "$RUN/base-bpe" --data "$RUN/corpus-base" --out "$RUN/tokenizer-base" --units shipped
-"$PY" train/finetune.py --config train/configs/quickstart-base.yaml "$@"
-"$PY" train/finetune.py --config train/configs/quickstart-lora.yaml "$@"
+# Outputs are never replaced silently: a re-run of the quickstart replaces its own earlier outputs, so every
+# command that writes one says --overwrite (each is written beside the old one and swapped in when complete).
+"$ABCGEN" data build --quiet --overwrite --source music21:essenFolksong music21:bach --out "$RUN/corpus-base"
+"$ABCGEN" data build --quiet --overwrite --source music21:oneills1850 music21:ryansMammoth --out "$RUN/corpus-finetune"
+"$ABCGEN" tokenizer train-base --overwrite --data "$RUN/corpus-base" --out "$RUN/base-bpe"
+"$ABCGEN" tokenizer build --overwrite --base "$RUN/base-bpe" --data "$RUN/corpus-base" --out "$RUN/tokenizer-base" \
+  --units shipped
+"$PY" train/finetune.py --config train/configs/quickstart-base.yaml --checkpoint.overwrite true "$@"
+"$PY" train/finetune.py --config train/configs/quickstart-lora.yaml --checkpoint.overwrite true "$@"
 "$ABCGEN" generate --model "$RUN/lora/final" --rhythm jig --meter 6/8 --key D --bars 16 --num 4 \
-  --render mid,wav,png --out "$RUN/samples" --threads 2
+  --render mid,wav,png --out "$RUN/samples" --threads 2 --overwrite
 "$ABCGEN" evaluate --model "$RUN/lora/final" --data "$RUN/corpus-finetune" --num-samples 16 --seeds 3 \
-  --perplexity-tunes 50 --threads 2 --quiet --out "$RUN/eval"
+  --perplexity-tunes 50 --threads 2 --quiet --out "$RUN/eval" --overwrite
 "$ABCGEN" publish --model "$RUN/lora/final" --repo-id local/abcgen-quickstart --report "$RUN/eval" \
-  --local-dir "$RUN/hub"
+  --local-dir "$RUN/hub" --overwrite
 "$PY" scripts/quickstart_report.py "$RUN"

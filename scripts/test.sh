@@ -7,4 +7,7 @@ VENV="${ABCGEN_VENV:-.venv}"
 # One thread per process: with two cores, a busy second core makes 2-thread torch ~40x slower.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$VENV/bin/ruff" check .
+# The layer contracts of pyproject.toml's [tool.importlinter] (ARCHITECTURE.md): imports only point down.
+"$VENV/bin/lint-imports" --no-cache
+# Every test, the `slow` ones too (developers: `pytest -m "not slow"` for the fast subset, see README).
 "$VENV/bin/python" -m pytest "$@"

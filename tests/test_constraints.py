@@ -17,7 +17,8 @@ from tiny_models import tiny_base_tokenizer, tiny_metaspace_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
 from abcgen.errors import ConfigError
-from abcgen.generation.constraints import (
+from abcgen.generation.sampling import check_sample
+from abcgen.grammar import (
     AbcConstraint,
     AbcLogitsProcessor,
     ConstraintViolation,
@@ -25,7 +26,20 @@ from abcgen.generation.constraints import (
     parse_form,
     parse_unit,
 )
-from abcgen.generation.sampling import check_sample
+from abcgen.grammar.rules import DEFAULT_RULES, LEGACY_RULES
+from abcgen.grammar.vocabulary import (
+    BROKEN,
+    CHORD_CLOSE,
+    CHORD_OPEN,
+    CHORD_SYMBOL,
+    DECORATION,
+    GRACE_CLOSE,
+    GRACE_OPEN,
+    SLUR_CLOSE,
+    SLUR_OPEN,
+    TIE,
+    TUPLET,
+)
 from abcgen.notation.bars import check_bars
 from abcgen.notation.lexer import parse_fraction
 from abcgen.notation.remi import abc2midi_check
@@ -67,7 +81,10 @@ def texts(tok, c: AbcConstraint) -> set[str]:
 
 
 def make(tok, **kw) -> AbcConstraint:
-    settings = {"meter": F(1), "unit_length": F(1, 8), "key": "D", "num_bars": 2, "max_new_tokens": 100}
+    """A constraint with the rules these hand-fed tests pin (``LEGACY_RULES``; the idiom rules have their
+    own tests, ``tests/test_grammar_<rule>.py``, and walk tests, ``tests/test_grammar_walks.py``)."""
+    settings = {"meter": F(1), "unit_length": F(1, 8), "key": "D", "num_bars": 2, "max_new_tokens": 100,
+                "rules": LEGACY_RULES}
     settings.update(kw)
     return AbcConstraint(tok, **settings)
 
@@ -80,8 +97,16 @@ def test_units_are_read_from_token_texts(tok) -> None:
     assert parse_unit("^c'/2")[1] == F(1, 2)
     assert parse_unit("z4")[1] == F(4)
     assert parse_unit(":|[2") == (4, ":|2")
-    for masked in ["e,", "C'2", "2", "/", "AB", "A2B", " |", "(3", ">", "-", "~", '"Am"', "[CEG]", "x2", "Z", "K:", "[1", "^"]:
+    for masked in ["e,", "C'2", "2", "/", "AB", "A2B", " |", "[CEG]", "x2", "Z", "K:", "[1", "^", '"4"', '"D.C."',
+                   "!", ">>>", " {", "(1"]:
         assert parse_unit(masked)[0] == 0, masked
+    # the idiom tokens are units of their own (offered only by the idiom rules)
+    assert parse_unit("(3") == (TUPLET, (3, None, None)) and parse_unit("(3:2:3") == (TUPLET, (3, 2, 3))
+    assert parse_unit(">") == (BROKEN, (F(3, 2), F(1, 2))) and parse_unit("<<") == (BROKEN, (F(1, 4), F(7, 4)))
+    assert parse_unit('"Am"') == (CHORD_SYMBOL, "Am") and parse_unit('"A/C#"') == (CHORD_SYMBOL, "A/C#")
+    assert parse_unit("~") == (DECORATION, "~") and parse_unit("!trill!") == (DECORATION, "!trill!")
+    assert [parse_unit(text)[0] for text in "-{}[]()"] == [TIE, GRACE_OPEN, GRACE_CLOSE, CHORD_OPEN, CHORD_CLOSE,
+                                                           SLUR_OPEN, SLUR_CLOSE]
     vocab = music_vocabulary(tok)
     assert vocab is music_vocabulary(tok)  # built once per tokenizer
     info = vocab.describe()
@@ -253,7 +278,7 @@ def _random_walk(c: AbcConstraint, vocab: Any, rng: random.Random) -> list[int]:
 
 def _check(abc: str, bars: int, meter: str) -> list[str]:
     """Every problem our checks and abc2midi find in one generated tune."""
-    _, problems = check_sample(abc)  # the pipeline's own check: normalise, bars, repeats, truncation
+    problems = check_sample(abc).problems  # the pipeline's own check: normalise, bars, repeats, truncation
     tune = normalise_tune(abc)
     report = check_bars(tune.events(), tune.unit_length, tune.meter)
     if report.num_bars != bars:
@@ -263,11 +288,12 @@ def _check(abc: str, bars: int, meter: str) -> list[str]:
     return problems + abc2midi_check(abc)  # any Error or Warning line (bar lengths included)
 
 
-def _sample(tok, model, settings, seed: int, budgets: list[int]):
+def _sample(tok, model, settings, seed: int, budgets: list[int], rules=DEFAULT_RULES):
+    """Sample under the pipeline's default rules (the idioms, beams, cadence), the meter as written."""
     prompts = [f"X:1\nT:Test {i}\nM:{m}\nL:{u}\nK:{k}\n" for i, (m, u, k, *_rest) in enumerate(settings)]
     enc = tok(prompts, add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt")
     constraints = [
-        AbcConstraint(tok, meter=parse_fraction(m), unit_length=parse_fraction(u), key=k, num_bars=bars,
+        AbcConstraint(tok, meter=m, unit_length=parse_fraction(u), key=k, num_bars=bars, rules=rules,
                       max_new_tokens=budget, pickup=pickup, form=form)
         for (m, u, k, bars, pickup, form), budget in zip(settings, budgets, strict=True)
     ]
@@ -280,6 +306,7 @@ def _sample(tok, model, settings, seed: int, budgets: list[int]):
     return prompts, out[:, enc["input_ids"].shape[1]:], constraints
 
 
+@pytest.mark.slow
 def test_200_sampled_tunes_are_valid(tok, model) -> None:
     num_tunes, failures, total_bars, lengths = 0, [], 0, []
     for batch in range(25):
@@ -287,8 +314,8 @@ def test_200_sampled_tunes_are_valid(tok, model) -> None:
         # Budgets from tight (a few tokens over the minimum: the forced completion) to roomy.
         budgets = []
         for row, (m, u, _k, bars, pickup, form) in enumerate(settings):
-            probe = AbcConstraint(tok, meter=parse_fraction(m), unit_length=parse_fraction(u), key="C",
-                                  num_bars=bars, max_new_tokens=10_000, pickup=pickup, form=form)
+            probe = AbcConstraint(tok, meter=m, unit_length=parse_fraction(u), key=_k, num_bars=bars,
+                                  max_new_tokens=10_000, pickup=pickup, form=form)
             budgets.append(probe.min_tokens_to_finish() + [0, 3, 40, 150][(batch + row) % 4])
         prompts, generated, constraints = _sample(tok, model, settings, seed=batch, budgets=budgets)
         rows = zip(prompts, generated.tolist(), settings, budgets, constraints, strict=True)
@@ -331,10 +358,12 @@ WALK_METERS = [("4/4", "1/8"), ("6/8", "1/8"), ("3/4", "1/8"), ("2/4", "1/16"), 
                ("3/8", "1/8"), ("2/2", "1/4"), ("12/8", "1/8"), ("7/8", "1/16")]
 
 
+@pytest.mark.slow
 def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
     """1,500 tunes written by picking a random allowed token class, then a random token of it (so bar
     kinds, endings, newlines and EOS are tried as often as notes), under random settings and budgets
-    from the minimum up; every one passes our checks, 300 of them abc2midi too."""
+    from the minimum up, with ``LEGACY_RULES``; every one passes our checks, 300 of them abc2midi too.
+    The idiom rules' walks are ``tests/test_grammar_walks.py``."""
 
     rng = random.Random(0)
     vocab = music_vocabulary(tok)
@@ -347,10 +376,10 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
         bars = None if form is None and rng.random() < 0.2 else bars
         pickup = rng.choice([0, 0, F(1, 8), F(1, 4), bar - F(1, 16)])
         probe = AbcConstraint(tok, meter=bar, unit_length=parse_fraction(unit), key="C", num_bars=bars,
-                              max_new_tokens=10_000, pickup=pickup, form=form)
+                              max_new_tokens=10_000, pickup=pickup, form=form, rules=LEGACY_RULES)
         budget = probe.min_tokens_to_finish() + rng.choice([0, 1, 2, 5, 20, 80])
         c = AbcConstraint(tok, meter=bar, unit_length=parse_fraction(unit), key="C", num_bars=bars,
-                          max_new_tokens=budget, pickup=pickup, form=form)
+                          max_new_tokens=budget, pickup=pickup, form=form, rules=LEGACY_RULES)
         written = _random_walk(c, vocab, rng)
         assert len(written) <= budget
         body = ids_to_abc(tok, written)
@@ -373,7 +402,8 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
 def test_processor_expands_for_num_return_sequences(tok, model) -> None:
     prompt = "X:1\nM:6/8\nL:1/8\nK:D\n"
     enc = tok([prompt], add_special_tokens=False, return_tensors="pt")
-    constraint = AbcConstraint(tok, meter=F(3, 4), unit_length=F(1, 8), key="D", num_bars=4, max_new_tokens=30)
+    constraint = AbcConstraint(tok, meter=F(3, 4), unit_length=F(1, 8), key="D", num_bars=4, max_new_tokens=30,
+                               rules=LEGACY_RULES)
     processor = AbcLogitsProcessor([constraint], enc["input_ids"].shape[1])
     torch.manual_seed(1)
     out = model.generate(**enc, do_sample=True, temperature=1.5, max_new_tokens=30, num_return_sequences=3,
@@ -399,18 +429,21 @@ class _Timed(AbcLogitsProcessor):
         return out
 
 
+@pytest.mark.slow
 def test_overhead_vs_unconstrained(tok, model) -> None:
-    """Measured, not asserted: ms per generated token at batch 8, with and without the processor."""
+    """Measured, not asserted: ms per generated token at batch 8, without the processor, with the rules
+    before the idioms (``LEGACY_RULES``) and with the default (idiom) rules; a fresh mask cache for the
+    first run of each, so the 'cold' figures include building the masks."""
     prompt = "X:1\nM:4/4\nL:1/8\nK:D\n"
     enc = tok([prompt] * 8, add_special_tokens=False, return_tensors="pt")
     steps = 96
 
-    def run(constrained: bool, seed: int) -> tuple[float, float]:
+    def run(rules, seed: int) -> tuple[float, float]:
         kwargs = {}
         processor = None
-        if constrained:
-            constraints = [AbcConstraint(tok, meter=F(1), unit_length=F(1, 8), key="D", num_bars=16,
-                                         max_new_tokens=steps) for _ in range(8)]
+        if rules is not None:
+            constraints = [AbcConstraint(tok, meter="4/4", unit_length=F(1, 8), key="D", num_bars=16,
+                                         max_new_tokens=steps, rules=rules) for _ in range(8)]
             processor = _Timed(constraints, enc["input_ids"].shape[1])
             kwargs["logits_processor"] = LogitsProcessorList([processor])
         torch.manual_seed(seed)
@@ -424,25 +457,28 @@ def test_overhead_vs_unconstrained(tok, model) -> None:
         tokens = out.shape[1] - enc["input_ids"].shape[1]
         return elapsed / tokens * 1000, (processor.seconds / processor.calls * 1000 if processor else 0.0)
 
-    run(False, 0), run(True, 0)  # warm-up (and the mask cache)
-    plain, masked = [], []
+    cold = {name: run(rules, 0)[1] for name, rules in (("legacy", LEGACY_RULES), ("default", DEFAULT_RULES))}
+    run(None, 0)
+    plain, masked = [], {"legacy": [], "default": []}
     for seed in range(5):  # interleaved, best of 5: the machine is shared
-        plain.append(run(False, seed)[0])
-        masked.append(run(True, seed))
+        plain.append(run(None, seed)[0])
+        masked["legacy"].append(run(LEGACY_RULES, seed))
+        masked["default"].append(run(DEFAULT_RULES, seed))
     ms_plain = min(plain)
-    ms_masked = min(m for m, _ in masked)
-    ms_processor = min(p for _, p in masked)
-    print(f"\nms/token at batch 8 (tiny 2-layer Llama, hidden 32, CPU, 1 thread): unconstrained {ms_plain:.3f}, "
-          f"constrained {ms_masked:.3f} ({(ms_masked / ms_plain - 1) * 100:+.0f} %); time inside the processor "
-          f"{ms_processor:.3f} ms/step ({ms_processor / ms_plain * 100:.0f} % of an unconstrained step)")
-    assert ms_masked > 0 and ms_plain > 0
+    report = [f"unconstrained {ms_plain:.3f}"]
+    for name, runs in masked.items():
+        ms_masked, ms_processor = min(m for m, _ in runs), min(p for _, p in runs)
+        report.append(f"{name} rules {ms_masked:.3f} ({(ms_masked / ms_plain - 1) * 100:+.0f} %; processor "
+                      f"{ms_processor:.3f} ms/step warm, {cold[name]:.3f} cold)")
+    print("\nms/token at batch 8 (tiny 2-layer Llama, hidden 32, CPU, 1 thread): " + "; ".join(report))
+    assert ms_plain > 0
 
 
 # --- bar templates: later voices in step with voice 1 ---------------------------------------------------
 
 
 def test_bar_template_forces_the_bar_lines_of_voice_one(tok) -> None:
-    from abcgen.generation.constraints import bar_template, split_bar_line
+    from abcgen.grammar import bar_template, split_bar_line
 
     voice1 = ids(tok, "|:A8|B4 B4::\nc8|d8:|") + [tok.eos_token_id, tok.pad_token_id]
     template = bar_template(tok, voice1)
@@ -511,13 +547,14 @@ def test_bad_bar_templates_are_config_errors(tok, kw, message) -> None:
         make(tok, **kw)
 
 
+@pytest.mark.slow
 def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
     """300 tunes of 2-4 voices written by random walks: voice 1 under random settings, every later voice
     under voice 1's bar template with a random budget from the template's minimum up to voice 1's own
     length. All pass our checks (voices in step included) with identical bar lines; 60 pass abc2midi."""
     import re
 
-    from abcgen.generation.constraints import bar_template
+    from abcgen.grammar import bar_template
     from abcgen.notation.voices import check_voices_in_step, split_voices
 
     rng = random.Random(1)
@@ -533,7 +570,7 @@ def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
         bars = rng.choice([1, 2, 4, 8]) if form is None else rng.choice([4, 8])
         bars = None if form is None and rng.random() < 0.2 else bars
         pickup = rng.choice([0, 0, F(1, 8), bar - F(1, 16)])
-        settings = {"meter": bar, "unit_length": unit_length, "key": "C", "pickup": pickup}
+        settings = {"meter": bar, "unit_length": unit_length, "key": "C", "pickup": pickup, "rules": LEGACY_RULES}
         probe = AbcConstraint(tok, **settings, num_bars=bars, form=form, max_new_tokens=10_000)
         budget = probe.min_tokens_to_finish() + rng.choice([0, 2, 20, 80])
         first = walk(AbcConstraint(tok, **settings, num_bars=bars, form=form, max_new_tokens=budget))
@@ -548,7 +585,7 @@ def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
             assert len(voices[-1]) <= budget and bar_template(tok, voices[-1]) == template
         header = f"X:1\nM:{meter}\nL:{unit}\n" + "".join(f"V:{k}\n" for k in range(1, len(voices) + 1)) + "K:C\n"
         abc = header + "".join(f"V:{k}\n{ids_to_abc(tok, v).strip()}\n" for k, v in enumerate(voices, 1))
-        _, problems = check_sample(abc)
+        problems = check_sample(abc).problems
         problems += [str(m) for m in check_voices_in_step(abc)]
         lines = {tuple(re.findall(r"[|:\[\]]+[0-9]*", text)) for text in split_voices(abc)[1].values()}
         if len(lines) != 1:

@@ -87,9 +87,15 @@ def test_build_rejects_exactly_the_broken_tunes(messy_folder: Path, tmp_path: Pa
 def test_file_size_limit_is_a_reported_rejection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.abc").write_text(GOOD[0], encoding="utf-8")
-    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", len(GOOD[1].encode()) + 1)
+    (tmp_path / "in" / "b.abc").write_text(GOOD[1], encoding="utf-8")  # under the limit: the corpus is not empty
     report = build_corpus(BuildConfig(sources=[str(tmp_path / "in")], out=tmp_path / "c", workers=1), progress=False)
-    assert "limit" in report["files"]["rejected_files"][0]["reason"] and report["tunes"]["in"] == 0
+    assert "limit" in report["files"]["rejected_files"][0]["reason"] and report["tunes"]["in"] == 1
+    # Sources that yield no tune at all are an error naming the reason, and nothing is written.
+    (tmp_path / "in" / "b.abc").unlink()
+    with pytest.raises(ConfigError, match="limit"):
+        build_corpus(BuildConfig(sources=[str(tmp_path / "in")], out=tmp_path / "d", workers=1), progress=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_split_is_deterministic_and_augmentation_is_train_only(tmp_path: Path) -> None:
@@ -145,6 +151,9 @@ def test_real_collection_with_chorales_and_remi(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("Double Jig.", "jig"), ("REEL", "reel"), ("Slip-jig", "slip jig"), ("Hornpipe; then reel", "hornpipe"),
+    ("slipjig", "slip jig"), ("SlipJig", "slip jig"), ("slip_jig", "slip jig"), ("Slip Jigs", "slip jig"),
+    ("setdance", "set dance"), ("Set-Dance", "set dance"), ("set dances", "set dance"), ("Reels", "reel"),
+    ("highlandfling", "fling"), ("Walk-around", "walkaround"), ("Barn Dances", "barndance"),
     ("Wuge, Shuichuan qu. Xin minge]", "wuge"), ("", ""),
 ])
 def test_rhythm_labels(value: str, expected: str) -> None:
@@ -174,3 +183,76 @@ def test_midi_and_kern_sources_become_abc(tmp_path: Path) -> None:
     assert "GAB cde" in midi_row["abc"] and "Music21" not in midi_row["abc"]
     # the kern chorale is either accepted or rejected with a reason, never lost
     assert kern.name in rows or any(r["file"].endswith(kern.name) and r["reason"] for r in report["rejected"])
+
+
+# --- issue 11: one spelling per label, no empty corpus, reasons printed whole, legal ABC kept --------------
+
+def test_slipjig_and_slip_jig_are_one_rhythm_class(tmp_path: Path) -> None:
+    """Ryan's Mammoth writes 'R: slip jig' and 'R:slipjig'; both must be one class in the corpus, the
+    vocabulary and a look-up of either spelling."""
+    import re
+
+    from abcgen.controls import control_token
+    from abcgen.generation.pipeline import _label  # the pipeline's condition check
+
+    corpus = sources.music21_corpus_dir() / "ryansMammoth"
+    spelling: dict[str, str] = {}  # file name -> how its R: line spells the rhythm
+    for path in sorted(corpus.glob("*.abc")):
+        m = re.search(r"^R:\s*(slip ?jig)\s*$", path.read_text(encoding="latin-1"), re.MULTILINE | re.IGNORECASE)
+        if m:
+            spelling[path.name] = m.group(1).lower()
+    assert set(spelling.values()) == {"slip jig", "slipjig"}  # the corpus really spells it both ways
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in spelling:
+        (folder / name).write_bytes((corpus / name).read_bytes())
+    report = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "c", workers=1, min_label_count=1,
+                                      validation_fraction=0.0, test_fraction=0.0), progress=False)
+    rows = load_corpus(tmp_path / "c")["train"]
+    kept = {spelling[Path(name).name] for name in rows["file"]}
+    assert kept == {"slip jig", "slipjig"}  # tunes of both spellings are in the corpus ...
+    assert set(rows["rhythm"]) == {"slip jig"} and report["labels"]["rhythm"] == {"slip jig": len(rows)}  # ... as one
+    vocabulary = ControlVocabulary.load(tmp_path / "c")
+    assert list(vocabulary.values["rhythm"]) == ["slip jig"]
+    assert vocabulary.normalise("rhythm", "slipjig") == vocabulary.normalise("rhythm", "Slip-Jig") == "slip jig"
+    assert control_token("rhythm", vocabulary.normalise("rhythm", "slipjig")) == "<rhythm=slip_jig>"
+    assert _label("rhythm", "SlipJig") == _label("rhythm", "slip-jig") == "slip jig"
+
+
+def test_an_empty_source_folder_is_an_error_not_an_empty_corpus(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"'.*empty' holds no tune files"):
+        build_corpus(BuildConfig(sources=[str(tmp_path / "empty")], out=tmp_path / "c"), progress=False)
+    (tmp_path / "prose").mkdir()
+    (tmp_path / "prose" / "notes.abc").write_text("Nothing here is music.\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"none of its 1 files holds a tune .*no tunes"):
+        build_corpus(BuildConfig(sources=[str(tmp_path / "prose")], out=tmp_path / "c"), progress=False)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "cut.abc").write_text(TRUNCATED, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"all 1 tunes were rejected \(truncated: 1"):
+        build_corpus(BuildConfig(sources=[str(tmp_path / "broken")], out=tmp_path / "c"), progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+def test_rejection_summary_prints_the_reason_whole(tmp_path: Path) -> None:
+    """A reason quoting ':' was cut at that colon ("stray '"); and legal ABC 2.1 (a backslash continuation
+    before a field line, O'Neill's X:631) is kept, not rejected."""
+    from abcgen.corpus.build import format_report, reason_kind
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    oneills = sources.music21_corpus_dir() / "oneills1850" / "0626-0635.abc"
+    (folder / oneills.name).write_bytes(oneills.read_bytes())
+    (folder / "stray.abc").write_text("X:1\nT:Stray\nM:4/4\nL:1/8\nK:D\nABcd efga|:bagf| :edcB|]\n", encoding="utf-8")
+    report = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "c", workers=1), progress=False)
+    rejected = {r["title"]: r["reason"] for r in report["rejected"]}
+    assert rejected["Stray"].startswith("stray ':'")
+    assert "stray ':'" in report["rejection_reasons"] and "stray '" not in report["rejection_reasons"]
+    assert "stray ':' 1" in format_report(report)
+    titles = {row["title"] for split in load_corpus(tmp_path / "c").values() for row in split}
+    assert "O'Carolan's Devotion" in titles  # X:631 and its inline [L:] changes
+    assert reason_kind("bar length: bar 3 (line 1, column 17): 3 of a whole note is longer") == "bar length"
+    assert reason_kind("the header has no K: field (K: must end the header) (tune 'X:1 A', line 5)") == \
+        "the header has no K: field (K: must end the header)"
+    assert reason_kind("chord [A2f\n2] must contain only notes (tune 'X:1 A', bar 6)") == \
+        "chord [A2f 2] must contain only notes"

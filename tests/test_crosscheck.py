@@ -72,6 +72,7 @@ def test_bar_durations_agree_with_abctoolkit(sample60):
     assert none / (compared + none) < 0.1
 
 
+@pytest.mark.slow
 def test_notes_agree_with_music21(sample_single_voice):
     """(MIDI pitches, quarter length) of every note/chord vs music21's ABC parser, on 15 tunes.
 
@@ -99,6 +100,7 @@ def test_notes_agree_with_music21(sample_single_voice):
 
 
 @pytest.mark.parametrize("shift", cc.SHIFTS)
+@pytest.mark.slow
 def test_transposition_agrees_with_music21(sample_single_voice, shift):
     """Our transposed tune's sounding pitches == music21's ``score.transpose(shift)`` pitches, and
     music21 re-reading our transposed ABC gives the same pitches, on 10 tunes music21 reads as we do."""
@@ -119,6 +121,7 @@ def test_transposition_agrees_with_music21(sample_single_voice, shift):
         assert outcome["music21_reparse"], (tune.name, shift, outcome)
 
 
+@pytest.mark.slow
 def test_bar_check_vs_abc2midi():
     """Tunes our bar check flags vs tunes abc2midi gives a "Bar N has k time units" warning, 210 tunes
     (70 from each collection).

@@ -23,8 +23,8 @@ from abcgen.evaluation.keys import (
     mode_quality,
     pitch_class_durations,
 )
-from abcgen.evaluation.piece import Piece, read_piece
 from abcgen.notation.keys import parse_key
+from abcgen.notation.piece import Piece, read_piece
 from abcgen.notation.transpose import transpose_abc
 from abcgen.notation.tune import parse_tune, split_tunes
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from abcgen.evaluation.novelty import NoveltyIndex, copy_report, melody_symbols
-from abcgen.evaluation.piece import Piece, read_piece, read_pieces
+from abcgen.notation.piece import Piece, read_piece, read_pieces
 from abcgen.notation.transpose import transpose_tune
 from abcgen.notation.tune import normalise_tune
 
@@ -123,6 +123,7 @@ def _edited(piece: Piece, rng: random.Random) -> Piece:
     return Piece(abc="", name=f"edited {piece.name}", melody=notes)
 
 
+@pytest.mark.slow
 def test_index_agrees_with_brute_force_on_real_tunes(real_pieces: list[Piece]) -> None:
     """Exactness: the best similarity over the training tunes, by the index and by a plain Python
     Levenshtein, on real tunes, their near-copies and unrelated tunes."""

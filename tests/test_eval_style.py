@@ -11,8 +11,8 @@ import pytest
 from abcgen.corpus.labels import normalise_rhythm
 from abcgen.corpus.sources import read_text, resolve_sources
 from abcgen.errors import AbcgenError, ConfigError
-from abcgen.evaluation.piece import Piece, read_piece, read_pieces
 from abcgen.evaluation.style import StyleClassifier, adherence, adherence_counts, piece_features
+from abcgen.notation.piece import Piece, read_piece, read_pieces
 from abcgen.notation.tune import normalise_tune, split_tunes
 
 LETTERS = "DEFGABcdefg"
@@ -78,6 +78,7 @@ def _oneills_jigs_and_reels(per_label: int) -> tuple[list[Piece], list[str]]:
     return [pieces[i] for i in order], [labels[i] for i in order]
 
 
+@pytest.mark.slow
 def test_real_jigs_and_reels_are_told_apart(caplog: pytest.LogCaptureFixture) -> None:
     """O'Neill's jigs against its reels (meter is not a feature): far above the 50 % of chance."""
     pieces, labels = _oneills_jigs_and_reels(150)

@@ -41,6 +41,7 @@ def _by_name(report: dict) -> dict[str, dict]:
     return {m["name"]: m for m in report["metrics"]}
 
 
+@pytest.mark.slow
 def test_a_set_scored_against_itself_matches_real_exactly(corpus: Path) -> None:
     """Generated = real: every per-piece metric is identical on both sides, and the distributions overlap
     completely (generated-vs-real overlap 1, KL 0, histogram divergences 0)."""
@@ -60,6 +61,7 @@ def test_a_set_scored_against_itself_matches_real_exactly(corpus: Path) -> None:
     assert metrics["overlap_mean"]["real"]["value"] < 1.0
 
 
+@pytest.mark.slow
 def test_broken_generated_tunes_are_counted_not_dropped(corpus: Path) -> None:
     real = [row["abc"] for row in load_corpus(corpus)["test"]][:20]
     generated = real[:10] + ["not abc at all", "X:1\nM:4/4\nL:1/8\nK:C\nCDEF GABc|cdef gabc2 d|cdef gabc|]\n"]
@@ -69,6 +71,7 @@ def test_broken_generated_tunes_are_counted_not_dropped(corpus: Path) -> None:
     assert validity["value"] <= 100.0 * 10 / 12 + 1e-9
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_the_report(corpus: Path, model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = _abcgen("evaluate", "--model", str(model_dir), "--data", str(corpus), "--num-samples", "4", "--seeds",
@@ -107,6 +110,7 @@ def test_evaluate_command_writes_the_report(corpus: Path, model_dir: Path, tmp_p
         model_fingerprint(model_dir)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_files_from_any_generator(corpus: Path, tmp_path: Path) -> None:
     tunes = tmp_path / "other_toolkit.abc"
     tunes.write_text("\n".join(row["abc"] for row in load_corpus(corpus)["validation"]), encoding="utf-8")
@@ -118,6 +122,7 @@ def test_evaluate_scores_files_from_any_generator(corpus: Path, tmp_path: Path) 
     assert "key_adherence_ks" not in _by_name(report)  # nothing records what was asked
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_bad_input(corpus: Path, model_dir: Path, tmp_path: Path) -> None:
     both = _abcgen("evaluate", "--model", str(model_dir), "--abc", "x.abc", "--data", str(corpus), "--out", str(tmp_path))
     assert both.returncode == 2 and "not both" in both.stderr

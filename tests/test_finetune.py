@@ -17,6 +17,7 @@ from abcgen.corpus.build import BuildConfig, build_corpus
 from abcgen.tokenization.base_bpe import train_base_from_corpus
 from abcgen.tokenization.build import tokenizer_build_command
 
+pytestmark = pytest.mark.slow  # every test here trains through real train/finetune.py subprocesses
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 

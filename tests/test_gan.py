@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from abcgen.evaluation.piece import read_piece
+from abcgen.generation.gan import generate_abc
 from abcgen.generation.sampling import check_sample
 from abcgen.models.gan import MusicGAN, MusicGANConfig, critic_loss, generator_loss, is_gan_folder
-from abcgen.models.gan_generation import generate_abc
 from abcgen.models.pianoroll import (
     RollGrid,
     WindowReport,
@@ -28,6 +27,7 @@ from abcgen.models.pianoroll import (
 )
 from abcgen.notation.keys import parse_key
 from abcgen.notation.lexer import parse_fraction
+from abcgen.notation.piece import read_piece
 from abcgen.notation.remi import abc2midi_check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +66,7 @@ def _window_notes(abc: str, start: Fraction, bars: int) -> list[tuple[Fraction, 
             for n in piece.melody if n.onset < end and n.onset + n.duration > start]
 
 
+@pytest.mark.slow
 def test_real_windows_keep_their_pitches_and_onsets(real_tunes: list[str]) -> None:
     checked = 0
     seen_meters = set()
@@ -78,7 +79,7 @@ def test_real_windows_keep_their_pitches_and_onsets(real_tunes: list[str]) -> No
         for window in windows[:2]:
             start = Fraction(window.source.rsplit("@ ", 1)[1])
             out = roll_to_abc(window.roll, GRID, meter=window.meter, key=window.key)
-            assert check_sample(out)[0], out
+            assert check_sample(out).valid, out
             got = [(n.onset, n.duration, n.pitch) for n in read_piece(out).melody]
             assert got == _window_notes(abc, start, GRID.bars), (piece.tune.title, out)
             checked += 1
@@ -116,13 +117,13 @@ def test_random_rolls_give_valid_abc_in_every_meter_and_key() -> None:
             bars = GRID.bars if seed % 3 else int(rng.integers(1, 9))
             roll = _random_roll(rng, bars)
             abc = roll_to_abc(roll, GRID, meter=meter, key=key, rhythm="reel" if seed % 2 else "")
-            ok, problems, bar_report = check_sample(abc, with_bars=True)
-            assert ok, (meter, key, problems, abc)
+            check = check_sample(abc)
+            assert check.valid, (meter, key, check.problems, abc)
             assert abc2midi_check(abc) == [], (meter, key, abc)
             assert f"M:{meter}\n" in abc and abc.rstrip().endswith("|]")
             assert parse_key(abc.split("K:")[1].splitlines()[0]).tonic_semitone() == parse_key(key).tonic_semitone()
-            if any(b["ok"] for b in bar_report):
-                assert {b["duration"] for b in bar_report} == {str(parse_fraction(meter))}
+            if any(b["ok"] for b in check.bars):
+                assert {b["duration"] for b in check.bars} == {str(parse_fraction(meter))}
             if bars == GRID.bars and roll[0].any():
                 # Back to a roll: the same melody step for step (pitches, onsets, lengths on the grid).
                 report = WindowReport()
@@ -158,6 +159,7 @@ def _train_critic(model: MusicGAN, real: torch.Tensor, fake: torch.Tensor, condi
 
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "hinge"])
+@pytest.mark.slow
 def test_critic_alone_separates_real_from_fake(real_tunes: list[str], loss: str) -> None:
     torch.manual_seed(0)
     model = MusicGAN(_tiny_config(loss))
@@ -170,6 +172,7 @@ def test_critic_alone_separates_real_from_fake(real_tunes: list[str], loss: str)
 
 
 @pytest.mark.parametrize("loss", ["wgan-gp", "hinge"])
+@pytest.mark.slow
 def test_generator_alone_fools_a_fixed_critic(real_tunes: list[str], loss: str) -> None:
     torch.manual_seed(0)
     model = MusicGAN(_tiny_config(loss))
@@ -227,7 +230,7 @@ def test_save_reload_gives_identical_outputs(tmp_path: Path, loss: str) -> None:
     assert tunes != generate_abc(folder, conditions_text, 3, seed=8, bars=6)
     for abc in tunes:
         assert abc.count("|") == 6 and "K:Em\n" in abc and "R:jig\n" in abc  # 6 bars: 5 bar lines and |]
-        assert check_sample(abc)[0] and abc2midi_check(abc) == []
+        assert check_sample(abc).valid and abc2midi_check(abc) == []
     with pytest.raises(Exception, match="choose one of major, minor"):
         generate_abc(model, {"key": "D dorian", "meter": "6/8"}, 1, seed=0)
 
@@ -251,6 +254,7 @@ def gan_run(tmp_path_factory: pytest.TempPathFactory, real_tunes: list[str]) -> 
     return root / "run" / "final"
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_loadable_gan_folder(gan_run: Path) -> None:
     for name in ("config.json", "model.safetensors", "control_vocabulary.json", "abcgen_train_config.yaml",
                  "training_summary.json"):
@@ -264,6 +268,7 @@ def test_finetune_writes_a_loadable_gan_folder(gan_run: Path) -> None:
     assert {"reel", "jig"} <= set(model.config.rhythms) and "4/4" in model.config.meters
 
 
+@pytest.mark.slow
 def test_abcgen_generate_on_a_gan_folder(gan_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "samples"
     result = subprocess.run([sys.executable, "-m", "abcgen", "generate", "--model", str(gan_run), "--rhythm", "reel",
@@ -275,8 +280,7 @@ def test_abcgen_generate_on_a_gan_folder(gan_run: Path, tmp_path: Path) -> None:
     assert len(files) == 4
     for path in files:
         abc = path.read_text()
-        ok, _, bars = check_sample(abc, with_bars=True)
-        assert ok and abc2midi_check(abc) == [] and "K:D\n" in abc and "M:4/4\n" in abc and "R:reel\n" in abc
+        assert check_sample(abc).valid and abc2midi_check(abc) == [] and "K:D\n" in abc and "M:4/4\n" in abc and "R:reel\n" in abc
         assert abc.count("|") - abc.count("|]") == 7  # eight bars: seven bar lines and the final |]
     refused = subprocess.run([sys.executable, "-m", "abcgen", "generate", "--model", str(gan_run), "--voices", "2",
                               "--out", str(tmp_path / "x")], capture_output=True, text=True, env=ENV, cwd=ROOT,

@@ -253,6 +253,7 @@ def test_shipped_lstm_cpu_config() -> None:
     assert cfg.data.conditions == ["rhythm", "key", "meter"]  # the same requests as the LoRA model's
 
 
+@pytest.mark.slow
 def test_auto_classes_work_when_transformers_is_imported_first_and_cost_tokenizer_users_nothing(
         tmp_path: Path) -> None:
     folder = tmp_path / "lstm"
@@ -292,6 +293,7 @@ def trained_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run" / "final"
 
 
+@pytest.mark.slow
 def test_finetune_trains_an_lstm_that_loads_with_the_auto_classes(trained_folder: Path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -305,6 +307,7 @@ def test_finetune_trains_an_lstm_that_loads_with_the_auto_classes(trained_folder
     assert summary["parameters"]["total"] == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_pipeline_writes_valid_constrained_tunes_from_the_trained_lstm(trained_folder: Path) -> None:
     from transformers import pipeline
 

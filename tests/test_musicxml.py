@@ -42,6 +42,7 @@ def _header(abc: str) -> list[str]:
     return lines[: next(i for i, line in enumerate(lines) if line.startswith("K:")) + 1]
 
 
+@pytest.mark.slow
 def test_satb_chorales_have_four_voices_and_key_last(satb_sample: list[tuple[Path, list[int]]]) -> None:
     for path, _ in satb_sample:
         abc = musicxml_to_abc(path)
@@ -57,6 +58,7 @@ def test_satb_chorales_have_four_voices_and_key_last(satb_sample: list[tuple[Pat
         assert "%" not in abc and "w:" not in abc and "I:" not in abc
 
 
+@pytest.mark.slow
 def test_bars_per_voice_match_music21_measures(satb_sample: list[tuple[Path, list[int]]]) -> None:
     for path, measures in satb_sample:
         _, voices = split_voices(musicxml_to_abc(path))

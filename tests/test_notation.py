@@ -308,3 +308,59 @@ def test_fingerprint_is_transposition_invariant_and_discriminates(real_tunes: li
         assert melody_fingerprint(moved.events(), moved.key, moved.unit_length) == fp
         prints.add(fp)
     assert len(prints) >= len(tunes) - 2  # distinct tunes, distinct prints (the sample has no duplicates)
+
+
+# --- legal ABC 2.1 the corpus builder used to reject (issue 11, item 12) -------------------------------------
+
+def _music21_tune(relative: str, x: str) -> str:
+    from abcgen.corpus.sources import music21_corpus_dir, read_text
+
+    text, _ = read_text(music21_corpus_dir() / relative)
+    return next(t.text for t in split_tunes(text or "") if t.x == x)
+
+
+def test_continuation_before_a_field_line_keeps_the_field_in_place() -> None:
+    """O'Neill's X:631 continues music lines with a backslash before L: lines; joining the field into the
+    music as text made it 'stray ':''. ABC 2.1 allows field lines between continued lines."""
+    raw = _music21_tune("oneills1850/0626-0635.abc", "631")
+    assert "|\\\nL:1/16\n" in raw  # the real tune really has this layout
+    tune = normalise_tune(raw)
+    first_line = tune.body.split("\n")[0]
+    assert first_line.startswith("(g>a)|[L:1/16]b4 (b/2a/2f3) (f/2g/2a3)|[L:1/8]{g}f2"), first_line
+    assert check_bars(tune.events(), tune.unit_length, tune.meter).problems == []
+    assert normalise_tune(tune.to_abc()).to_abc() == tune.to_abc()  # the inline fields are stable
+
+
+def test_continuation_before_a_key_change_is_a_key_change() -> None:
+    """A real tune with a mid-tune K: line (Ryan's 'Hippodrome'), rewritten with a backslash before it."""
+    raw = _music21_tune("ryansMammoth/HippodromeReel.abc", "1")
+    continued = raw.replace("d2:|\nK:Bb\n", "d2:|\\\nK:Bb\n")
+    assert continued != raw
+    plain, joined = normalise_tune(raw), normalise_tune(continued)
+    assert "d2:|[K:Bb]|:vdc|" in joined.body
+    assert [m for _, m in sounding_pitches(joined.events(), joined.key)] == \
+        [m for _, m in sounding_pitches(plain.events(), plain.key)]
+
+
+def test_mid_tune_key_change_changes_the_accidentals_from_there_on() -> None:
+    tune = normalise_tune(_music21_tune("ryansMammoth/HippodromeReel.abc", "1"))  # K:D, then K:Bb
+    assert "\nK:Bb\n" in tune.body
+    assert check_bars(tune.events(), tune.unit_length, tune.meter).problems == []
+    events = tune.events()
+    change = events[next(i for i, e in enumerate(events) if e.field == ("K", "Bb"))].start
+    pitches = [(e.text, m[0], e.start > change) for e, m in sounding_pitches(events, tune.key)]
+    before = {(text, midi) for text, midi, later in pitches if not later}
+    after = {(text, midi) for text, midi, later in pitches if later}
+    assert ("F", 66) in before and ("F", 65) not in before  # F sharp in D major
+    assert {("B", 70), ("F", 65), ("e", 75)} <= after  # B flat, F natural, E flat in B flat major
+    assert ("B", 71) not in after and ("F", 66) not in after
+    moved = transpose_tune(tune, 2)  # the body's K: moves with the notes
+    assert "\nK:C\n" in moved.body and moved.get("K") == "E"
+
+
+def test_header_directive_continued_onto_the_next_line_is_dropped_whole() -> None:
+    """Aird's X:0020 'Jollity' continues a %%Bfly directive with a backslash; its second line is part of it."""
+    raw = _music21_tune("airdsAirs/book1.abc", "0020")
+    tune = normalise_tune(raw)
+    assert tune.get("K") == "D" and tune.body.startswith("ded A2G|")
+    assert any(d.startswith("0 0 3 2 1 4") for d in tune.dropped)

@@ -170,6 +170,7 @@ def test_missing_pieces_are_named_with_the_fix(model_dir: Path, tmp_path: Path) 
 
 # --- the pushed repository ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_publish_pushes_everything_in_one_commit(published: subprocess.CompletedProcess[str],
                                                  hub: HubTestServer) -> None:
     assert published.returncode == 0, published.stderr[-3000:]
@@ -191,6 +192,7 @@ def test_publish_pushes_everything_in_one_commit(published: subprocess.Completed
     assert generation["music_vocabulary"]["notes"] > 0
 
 
+@pytest.mark.slow
 def test_token_appears_in_no_output_log_or_file(published: subprocess.CompletedProcess[str],
                                                 hub: HubTestServer) -> None:
     assert published.returncode == 0
@@ -200,6 +202,7 @@ def test_token_appears_in_no_output_log_or_file(published: subprocess.CompletedP
         assert TOKEN.encode() not in content, path
 
 
+@pytest.mark.slow
 def test_download_reproduces_the_source_tunes(published: subprocess.CompletedProcess[str], hub: HubTestServer,
                                               model_dir: Path, tmp_path: Path) -> None:
     """Fresh cache, no token: snapshot_download the repository, load it by hub id with the pipeline, run the
@@ -235,6 +238,7 @@ print("RESULT " + json.dumps({"hashes": hashes, "source": [t["abc"] for t in fro
     assert result["snippet_valid"] == [True, True]
 
 
+@pytest.mark.slow
 def test_card_states_metadata_counts_evaluation_and_copy_rate(published: subprocess.CompletedProcess[str],
                                                               hub: HubTestServer) -> None:
     from huggingface_hub import ModelCard
@@ -260,6 +264,7 @@ def test_card_states_metadata_counts_evaluation_and_copy_rate(published: subproc
 
 # --- the local folder ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_local_dir_writes_the_same_repository_and_replaces_only_its_own(
         published: subprocess.CompletedProcess[str], hub: HubTestServer, model_dir: Path, report_dir: Path,
         tmp_path: Path) -> None:
@@ -269,15 +274,75 @@ def test_local_dir_writes_the_same_repository_and_replaces_only_its_own(
     assert result.commit_url is None and set(result.files) == set(pushed) - {".gitattributes"}
     for name in result.files:
         assert (out / name).read_bytes() == pushed[name], name
-    publish(model_dir, REPO_ID, no_eval=True, local_dir=out)  # an earlier published folder is replaced
+    before = _tree_bytes(out)
+    with pytest.raises(ConfigError, match=r"already holds files: pass --overwrite"):
+        publish(model_dir, REPO_ID, no_eval=True, local_dir=out)  # refused without overwrite: nothing changes
+    assert _tree_bytes(out) == before
+    # Folders beside it that publish did not make (their names only start like its own) are never removed.
+    for name in (".repo.previous", ".repo.previous-mine", ".repo.tmp-x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("mine", encoding="utf-8")
+    publish(model_dir, REPO_ID, no_eval=True, local_dir=out, overwrite=True)  # an earlier published folder is replaced
     assert "**Not evaluated.**" in (out / "README.md").read_text(encoding="utf-8")
-    assert not (out / "evaluation").exists() and not list(tmp_path.glob(".*"))  # no leftovers beside it
+    assert not (out / "evaluation").exists()
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [".repo.previous", ".repo.previous-mine", ".repo.tmp-x"]
+    assert all((tmp_path / name / "keep.txt").is_file() for name in (".repo.previous", ".repo.previous-mine"))
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(ConfigError, match="was not written by abcgen publish"):
-        publish(model_dir, REPO_ID, no_eval=True, local_dir=foreign)
+    for overwrite in (False, True):  # a folder publish did not write is not replaced, even with overwrite
+        with pytest.raises(ConfigError, match="was not written by abcgen publish"):
+            publish(model_dir, REPO_ID, no_eval=True, local_dir=foreign, overwrite=overwrite)
     assert [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("plot", [
+    "../model.safetensors",  # would replace the published weights after the fingerprint check
+    "../../escape.png",
+    "ABSOLUTE",  # an absolute path to a PNG outside the report folder
+    "sub/pitch_classes.png",
+    "..",
+    "report.json",  # not a plot kind: would replace the copied report
+    "pitch_classes.py",
+    "link.png",  # a link out of the report folder
+    7,
+])
+def test_crafted_report_plots_are_refused(model_dir: Path, tmp_path: Path, plot: object) -> None:
+    report = _write_report(tmp_path / "report", model_dir)
+    (tmp_path / "report" / "sub").mkdir()
+    _png(tmp_path / "report" / "sub" / "pitch_classes.png")
+    _png(tmp_path / "outside.png")
+    (tmp_path / "model.safetensors").write_bytes(b"not the model")  # what "../model.safetensors" would publish
+    (tmp_path / "report" / "link.png").symlink_to(tmp_path / "outside.png")
+    plot = str(tmp_path / "outside.png") if plot == "ABSOLUTE" else plot
+    payload = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    payload["plots"] = ["pitch_classes.png", plot]
+    (report / "report.json").write_text(json.dumps(payload), encoding="utf-8")
+    out = tmp_path / "published"
+    with pytest.raises(ConfigError, match="plot") as error:
+        publish(model_dir, REPO_ID, report_dir=report, local_dir=out)
+    assert repr(plot) in str(error.value)
+    assert not out.exists() and not (tmp_path / "escape.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "outside.png", "report"]
+
+
+def test_crafted_report_through_the_cli_is_one_line(model_dir: Path, tmp_path: Path) -> None:
+    report = _write_report(tmp_path / "report", model_dir)
+    payload = json.loads((report / "report.json").read_text(encoding="utf-8"))
+    payload["plots"] = ["../model.safetensors"]
+    (report / "report.json").write_text(json.dumps(payload), encoding="utf-8")
+    (tmp_path / "model.safetensors").write_bytes(b"not the model")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = _abcgen("publish", "--model", str(model_dir), "--repo-id", REPO_ID, "--report", str(report),
+                   "--local-dir", str(tmp_path / "out"), env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "'../model.safetensors'" in errors[0], proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_file_holding_the_token_is_refused(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -387,6 +452,7 @@ def test_failed_commit_after_creating_the_repo_says_so(online: HubTestServer, mo
     assert not result.created_repo and len(online.commits("tester/half")) == 2
 
 
+@pytest.mark.slow
 def test_private_flag_refuses_an_existing_public_repo(online: HubTestServer,
                                                       published: subprocess.CompletedProcess[str],
                                                       model_dir: Path) -> None:
@@ -425,6 +491,7 @@ def lora_model_dir(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -
     return _finish_model_folder(final, corpus_dir, method="lora", base=str(base)), base
 
 
+@pytest.mark.slow
 def test_adapter_only_repository_loads_on_its_base_like_the_merged_model(lora_model_dir: tuple[Path, Path],
                                                                          tmp_path: Path) -> None:
     from transformers import pipeline

@@ -11,7 +11,7 @@ import pytest
 import symusic
 
 from abcgen.errors import ConversionError, ToolNotFoundError
-from abcgen.notation import remi
+from abcgen.notation import abc2midi
 from abcgen.notation.remi import abc2midi_check, abc_to_midi, abc_to_remi, midi_to_remi, remi_to_midi
 
 # abc2midi is installed by scripts/install.sh: a missing tool fails the suite instead of skipping it.
@@ -91,7 +91,7 @@ def test_abc_to_midi_returns_warnings_and_fails_without_output(tmp_path: Path) -
 
 
 def test_missing_abc2midi_raises_tool_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(remi.shutil, "which", lambda name: None)
+    monkeypatch.setattr(abc2midi.shutil, "which", lambda name: None)
     with pytest.raises(ToolNotFoundError, match="apt-get install abcmidi"):
         abc2midi_check(SIMPLE)
 

@@ -10,6 +10,7 @@ import argparse
 import io
 import re
 import shutil
+import subprocess
 import sys
 import wave
 from fractions import Fraction
@@ -27,6 +28,7 @@ from abcgen.errors import AbcParseError, ConfigError, ConversionError, ToolNotFo
 from abcgen.notation.bars import bar_durations, events_by_voice
 from abcgen.notation.musicxml import musicxml_to_abc
 from abcgen.notation.tune import normalise_tune, split_tunes
+from abcgen.render import audio, sheet
 
 ALL = ("mid", "wav", "flac", "ogg", "svg", "png")
 # A small valid tune, and one with an unterminated !decoration! that aborts verovio's ABC importer.
@@ -85,6 +87,7 @@ def _staff_line_rows(png: Path) -> list[int]:
     return [y for y in range(len(line)) if line[y] and (y == 0 or not line[y - 1])]
 
 
+@pytest.mark.slow
 def test_outputs_named_after_the_stem_in_order(jig):
     assert list(jig) == list(ALL)
     for fmt, path in jig.items():
@@ -92,6 +95,7 @@ def test_outputs_named_after_the_stem_in_order(jig):
         assert path.is_file() and path.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_midi_has_the_notes(jig, chorale, jig_abc, chorale_abc):
     jig_notes = sum(len(t.notes) for t in symusic.Score(str(jig["mid"])).tracks)
     assert jig_notes > 100
@@ -100,6 +104,7 @@ def test_midi_has_the_notes(jig, chorale, jig_abc, chorale_abc):
     assert voices == 5 and len(tracks) == voices and min(tracks) > 50
 
 
+@pytest.mark.slow
 def test_wav_is_audible_and_as_long_as_the_tune(jig, jig_abc):
     samples, rate, channels = _wav(jig["wav"])
     assert (rate, channels) == (44100, 2)
@@ -117,6 +122,7 @@ def test_wav_is_audible_and_as_long_as_the_tune(jig, jig_abc):
     assert expected - 0.5 <= audio_length <= expected + 5.0, (audio_length, expected)  # plus the release tail
 
 
+@pytest.mark.slow
 def test_chorale_wav(chorale):
     samples, rate, channels = _wav(chorale["wav"])
     assert float(np.sqrt(np.mean(samples**2))) > 0.005
@@ -125,6 +131,7 @@ def test_chorale_wav(chorale):
     assert midi_end - 0.5 <= audio_length <= midi_end + 5.0
 
 
+@pytest.mark.slow
 def test_compressed_audio(jig):
     wav_size = jig["wav"].stat().st_size
     flac, ogg = jig["flac"].read_bytes(), jig["ogg"].read_bytes()
@@ -133,6 +140,7 @@ def test_compressed_audio(jig):
     assert len(flac) > wav_size / 20  # silence would compress to almost nothing
 
 
+@pytest.mark.slow
 def test_svg_has_staves_and_notes(jig, chorale):
     for result, voices in ((jig, 1), (chorale, 5)):
         svg = result["svg"].read_text(encoding="utf-8")
@@ -144,6 +152,7 @@ def test_svg_has_staves_and_notes(jig, chorale):
         assert 0.9 * midi_notes <= notes <= 1.2 * midi_notes
 
 
+@pytest.mark.slow
 def test_png_shows_staves(jig, chorale):
     for result, voices in ((jig, 1), (chorale, 5)):
         image = Image.open(result["png"])
@@ -159,9 +168,10 @@ def test_png_shows_staves(jig, chorale):
         assert gaps.min() > 5 and gaps.max() - gaps.min() <= 2
 
 
+@pytest.mark.slow
 def test_long_scores_stack_pages_into_one_svg(tmp_path, monkeypatch, chorale_abc):
-    monkeypatch.setitem(render._VEROVIO_OPTIONS, "pageHeight", 1200)
-    monkeypatch.setitem(render._VEROVIO_OPTIONS, "adjustPageHeight", False)
+    monkeypatch.setitem(sheet._VEROVIO_OPTIONS, "pageHeight", 1200)
+    monkeypatch.setitem(sheet._VEROVIO_OPTIONS, "adjustPageHeight", False)
     svg = render.render_abc(chorale_abc, tmp_path / "c", ["svg"])["svg"].read_text(encoding="utf-8")
     pages = re.findall(r'<svg x="0" y="([\d.]+)"', svg)
     assert len(pages) >= 3 and [float(y) for y in pages] == sorted(float(y) for y in pages)
@@ -236,7 +246,7 @@ def test_missing_fluidsynth_names_the_package(tmp_path, monkeypatch):
 
 def test_missing_soundfont_names_the_package(tmp_path, monkeypatch):
     monkeypatch.delenv(render.SOUNDFONT_ENV, raising=False)
-    monkeypatch.setattr(render, "SOUNDFONT_CANDIDATES", (str(tmp_path / "nothere.sf2"),))
+    monkeypatch.setattr(audio, "SOUNDFONT_CANDIDATES", (str(tmp_path / "nothere.sf2"),))
     with pytest.raises(ToolNotFoundError, match="apt-get install fluid-soundfont-gm"):
         render.render_abc(SMALL, tmp_path / "t", ["flac"])
 
@@ -244,7 +254,7 @@ def test_missing_soundfont_names_the_package(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("module", "fmt"), [("verovio", "svg"), ("cairosvg", "png")])
 def test_missing_python_package_names_it(tmp_path, monkeypatch, module, fmt):
     monkeypatch.setitem(sys.modules, module, None)  # importlib.util.find_spec then reports it missing
-    with pytest.raises(ToolNotFoundError, match=f"pip install {module}"):
+    with pytest.raises(ToolNotFoundError, match=rf"'{module}'.*pip install 'abcgen\[render\]'"):
         render.render_abc(SMALL, tmp_path / "t", [fmt])
 
 
@@ -253,14 +263,75 @@ def test_tool_failures_name_the_tune(tmp_path, monkeypatch):
     midi = tmp_path / "broken.mid"
     midi.write_bytes(b"not midi at all")
     with pytest.raises(ConversionError) as info:
-        render._render_audio(midi, tmp_path / "x.wav", "wav", render.find_soundfont(), 44100, 0.5, "X:7 Broken")
+        audio.render_audio(midi, tmp_path / "x.wav", "wav", audio.find_soundfont(), 44100, 0.5, "X:7 Broken")
     assert "X:7 Broken" in str(info.value) and "fluidsynth" in str(info.value)
     # verovio aborting (a C++ exception) in its child process is a ConversionError, not a dead test run.
     with pytest.raises(ConversionError, match="X:3 Crash.*exit status"):
-        render._run_verovio(CRASHES_VEROVIO, "abc", "X:3 Crash")
+        sheet._run_verovio(CRASHES_VEROVIO, "abc", "X:3 Crash")
     # render_abc reads the tune itself first and says where it is broken.
     with pytest.raises(AbcParseError, match="unterminated decoration.*column 8"):
         render.render_abc(CRASHES_VEROVIO, tmp_path / "t", ["svg"])
     # A body the normaliser drops entirely (it reads like prose) is an error, not a blank score.
     with pytest.raises(AbcParseError, match="no notes left to engrave"):
         render.render_abc(CRASHES_VEROVIO.replace("GA!Bc", "!trill GABc"), tmp_path / "t", ["svg"])
+
+
+# --- long audio, bad inputs, outputs written whole (issue 11, items 9 and 10) ----------------------------------
+
+
+def test_long_audio_is_refused_before_anything_is_written(tmp_path, jig_abc):
+    with pytest.raises(ConfigError, match=r"plays for \d+ s \([\d.]+ minutes, a WAV of about \d+ MB\), more than max_audio_seconds=5: render mid/svg "
+                                          r"only, or raise the limit"):
+        render.render_abc(jig_abc, tmp_path / "tune", ("mid", "wav"), max_audio_seconds=5)
+    assert list(tmp_path.iterdir()) == []  # not even the MIDI, and no temporary file
+    with pytest.raises(ConfigError, match="max_audio_seconds -1"):
+        render.render_abc(jig_abc, tmp_path / "tune", ("wav",), max_audio_seconds=-1)
+
+
+def test_long_audio_is_logged(tmp_path, jig_abc, monkeypatch, caplog):
+    monkeypatch.setattr(audio, "AUDIO_WARN_SECONDS", 1.0)
+    with caplog.at_level("WARNING", logger="abcgen.render"):
+        paths = render.render_abc(SMALL, tmp_path / "small", ("wav",))
+    assert paths["wav"].is_file() and any("its audio will be large" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failing_format_leaves_the_previous_render_untouched(tmp_path, monkeypatch):
+    first = render.render_abc(SMALL, tmp_path / "small", ("mid", "svg"))
+    before = {fmt: path.read_bytes() for fmt, path in first.items()}
+
+    def broken(*args):
+        raise ConversionError("cairosvg broke")
+
+    monkeypatch.setattr(sheet, "render_png", broken)
+    with pytest.raises(ConversionError, match="cairosvg broke"):
+        render.render_abc(SMALL.replace("DFA", "EGB"), tmp_path / "small", ("mid", "svg", "png"))
+    assert {fmt: path.read_bytes() for fmt, path in first.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.mid", "small.svg"]
+
+
+@pytest.mark.slow  # several real subprocesses
+def test_bad_render_inputs_are_one_line_errors_before_any_work(tmp_path):
+    good = tmp_path / "good.abc"
+    good.write_text(SMALL, encoding="utf-8")
+    binary = tmp_path / "binary.abc"
+    binary.write_bytes(b"\x00\x01\x02MThd")
+    no_tune = tmp_path / "words.abc"
+    no_tune.write_text("just some words\n", encoding="utf-8")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x", encoding="utf-8")
+    cases = [
+        ([str(tmp_path / "missing.abc")], None, "ABC file '.*missing.abc' does not exist"),
+        ([str(binary)], None, "cannot read ABC file '.*binary.abc'"),
+        ([str(no_tune)], None, "no ABC tune found"),
+        ([str(good)], str(a_file), "is a file, not a folder"),
+    ]
+    for files, out, message in cases:
+        result = subprocess.run([sys.executable, "-m", "abcgen", "render", *files, "--to", "mid",
+                                 *(["--out", out] if out else [])], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert re.search(message, result.stderr) and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # one bad file among good ones: nothing is rendered
+    with pytest.raises(ConfigError, match="missing.abc"):
+        render.render_command(argparse.Namespace(files=[str(good), str(tmp_path / "missing.abc")], to="mid", out=None))
+    assert not (tmp_path / "good.mid").exists()

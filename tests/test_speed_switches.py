@@ -253,6 +253,7 @@ def test_hidden_loss_needs_a_decoder_and_a_head() -> None:
 
 
 @pytest.mark.parametrize("mode", ["regional", "model"])
+@pytest.mark.slow
 def test_compiled_model_gives_the_same_loss_and_gradients(music, mode: str) -> None:
     torch._dynamo.reset()
     batch = collate_packed(music["rows"])
@@ -364,6 +365,7 @@ def _run(corpus: Path, tok: Path, out: Path, *switches: str) -> list[float]:
     return [h["loss"] for h in summary["history"]] + [summary["eval"]["eval_loss"]]
 
 
+@pytest.mark.slow
 def test_finetune_with_every_switch_on_trains_the_same(corpus_and_tokenizer, tmp_path: Path) -> None:
     corpus, tok = corpus_and_tokenizer
     default = _run(corpus, tok, tmp_path / "default")

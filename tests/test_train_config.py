@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,21 +114,32 @@ def test_unknown_yaml_keys_at_every_level(tmp_path: Path) -> None:
     assert str(path) in message
 
 
-def test_wrong_types_name_the_expected_type(tmp_path: Path) -> None:
-    path = write(tmp_path, "model: {method: scratch, tokenizer: t, gradient_checkpointing: maybe}\n"
-                           "data: {corpus: c, max_length: 12.5, conditions: 3}\nlora: {r: sixteen}\n"
-                           "optim: {lr: fast}\nlogging: {tensorboard: 1}\nmodel_extra: 1\n")
+@pytest.mark.parametrize(("yaml_text", "expected"), [
+    ("model: {gradient_checkpointing: maybe}", "model.gradient_checkpointing='maybe' is not a bool"),
+    ("data: {max_length: 12.5}", "data.max_length=12.5 is not an int"),
+    ("data: {conditions: 3}", "data.conditions=3 is not a list of strings"),
+    ("lora: {r: sixteen}", "lora.r='sixteen' is not an int"),
+    ("optim: {lr: fast}", "optim.lr='fast' is not a float"),
+    ("logging: {tensorboard: 1}", "logging.tensorboard=1 is not a bool"),
+    ("model: 3", "model must be a mapping of keys"),
+])
+def test_wrong_types_name_the_expected_type(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    # The parser stops at the first bad value (unknown keys are all reported at once, above).
+    path = write(tmp_path, "model: {method: scratch, tokenizer: t}\ndata: {corpus: c}\n" + yaml_text + "\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    for expected in ("model.gradient_checkpointing='maybe' is not a bool", "data.max_length=12.5 is not an int",
-                     "data.conditions=3 is not a list of strings", "lora.r='sixteen' is not an int",
-                     "optim.lr='fast' is not a float", "logging.tensorboard=1 is not a bool"):
-        assert expected in message
-    with pytest.raises(ConfigError, match=r"lora.r='abc' is not an int"):
-        parse_args([*(f"--{o}" for o in VALID), "--lora.r", "abc"])
-    with pytest.raises(ConfigError, match="is a section, not a value"):
-        parse_args([*(f"--{o}" for o in VALID), "--lora", "3"])
+    assert expected in message and str(path) in message and "\n" not in message
+
+
+def test_wrong_command_line_values_are_one_line() -> None:
+    for argv, expected in ((["--lora.r", "abc"], "lora.r='abc' is not an int: write a whole number"),
+                           (["--optim.lr", "fast"], "optim.lr='fast' is not a float"),
+                           (["--lora", "3"], "'lora' is a section, not a value: set one of its keys"),
+                           (["--lora.r=1.5"], "lora.r='1.5' is not an int")):
+        with pytest.raises(ConfigError) as info:
+            parse_args([*(f"--{o}" for o in VALID), *argv])
+        assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
 def test_validation_collects_every_problem() -> None:
@@ -196,7 +210,10 @@ def test_help_lists_every_field(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(all_keys) > 40
     for key in all_keys:
         assert f"--{key} " in text, key
-    assert "--lora.r INT  (default: 16)" in text
+    flat = " ".join(text.split())  # the formatter wraps lines at the terminal width
+    assert "--lora.r R adapter rank; higher = more capacity, more trainable parameters and memory (type: int, " \
+           "default: 16)" in flat
+    assert "--config CONFIG a YAML file of sections" in flat and "--resume RESUME short for" in flat
 
 
 def test_command_line_mistakes() -> None:
@@ -204,6 +221,27 @@ def test_command_line_mistakes() -> None:
         parse_args([*(f"--{o}" for o in VALID), "lora.r=3"])
     with pytest.raises(ConfigError, match="--lora.r has no value"):
         parse_args([*(f"--{o}" for o in VALID), "--lora.r"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[sys.executable], [sys.executable, "-m", "accelerate.commands.launch",
+                                                         "--config_file", "train/accelerate/cpu.yaml"]],
+                         ids=["python", "accelerate-launch"])
+def test_the_real_command_lines(launcher: list[str]) -> None:
+    """What users type: the file, then overrides; a typo is one line on stderr with the nearest key, exit 2."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [*launcher, "train/finetune.py", "--config", "train/configs/tiny-cpu.yaml", "--optim.lr", "1e-3",
+               "--lora.r", "32", "--lora.rnak", "8"]
+    ran = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    lines = [line for line in ran.stderr.splitlines() if line.startswith("error: ")]
+    # (accelerate's launcher prints its own traceback when the script exits non-zero: not the script's)
+    assert ran.returncode != 0 and len(lines) == 1 and 'finetune.py", line' not in ran.stderr, ran.stderr[-3000:]
+    assert "unknown key 'lora.rnak' in section 'lora': did you mean 'r'?" in lines[0]
+    if launcher == [sys.executable]:
+        assert ran.returncode == 2
+        shown = subprocess.run([*launcher, "train/finetune.py", "--help"], capture_output=True, text=True, env=env,
+                               cwd=ROOT, timeout=300)
+        assert shown.returncode == 0 and "--optim.lr LR" in shown.stdout and "peak learning rate" in shown.stdout
 
 
 @pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)

@@ -83,6 +83,7 @@ def test_interleave_small_example() -> None:
     assert deinterleave_voices(interleaved) == TWO_VOICES
 
 
+@pytest.mark.slow
 def test_interleave_round_trip_is_exact_on_chorales(chorales: dict[str, str]) -> None:
     assert len(chorales) >= 30
     for name, abc in chorales.items():
@@ -99,6 +100,7 @@ def test_interleave_rejects_unequal_bar_counts() -> None:
         interleave_voices("X:1\nK:C\nV:1\nC4|D4|\nV:2\nC,4|\n")
 
 
+@pytest.mark.slow
 def test_voice_bar_durations_and_step_check(chorales: dict[str, str]) -> None:
     durations = voice_bar_durations(TWO_VOICES)
     assert durations["1"] == [Fraction(1, 4), Fraction(3, 4), Fraction(3, 4), Fraction(1, 2)]

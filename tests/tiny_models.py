@@ -127,9 +127,10 @@ def tiny_causal_lm(vocab_size: int, tied: bool, seed: int = 0):
     return model
 
 
-def tiny_music_model_folder(folder: str | Path, seed: int = 0) -> Path:
+def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dict[str, str] | None = None) -> Path:
     """A saved, untrained model folder as train/finetune.py writes one: a music tokenizer over the tiny
-    base, a random 2-layer Llama sized to it, and a control vocabulary. For pipeline tests."""
+    base, a random 2-layer Llama sized to it, and a control vocabulary. For pipeline tests.
+    ``extra_labels`` are added to every training row (a registered condition's value, for one)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -138,7 +139,7 @@ def tiny_music_model_folder(folder: str | Path, seed: int = 0) -> Path:
     from abcgen.tokenization.units import load_default_spec
 
     folder = Path(folder)
-    rows = [{"key": k, "meter": m, "unit_length": "1/8", "rhythm": r, "num_bars": 16}
+    rows = [{"key": k, "meter": m, "unit_length": "1/8", "rhythm": r, "num_bars": 16, **(extra_labels or {})}
             for k in ("D major", "G major", "A dorian", "E minor") for m, r in (("6/8", "jig"), ("4/4", "reel"),
                                                                                ("3/4", "waltz"), ("2/4", "polka"))
             for _ in range(5)]

@@ -15,8 +15,17 @@ Read it top to bottom; every stage is a plain function call. What it guarantees:
   summed loss is divided by that one global count (times the world size, because DDP averages);
 * exact resume: a checkpoint holds model, optimiser, scheduler, RNG states and the data position
   (epoch, batch); ``--checkpoint.resume latest`` continues the same loss curve step by step;
-* honest output: ``OUTPUT_DIR/final`` holds the merged model, the adapter (LoRA), the tokenizer, the
-  control vocabulary, a generation config and ``training_summary.json``.
+* honest output: ``OUTPUT_DIR/final`` holds the merged model, the adapter (LoRA), the tokenizer (and its
+  fingerprint, ``abcgen_model.json``), the control vocabulary, a generation config and
+  ``training_summary.json``; it is written into a temporary sibling and renamed, so a kill during the save
+  leaves the previous ``final/`` loadable;
+* one learning-rate schedule whatever the process count: the scheduler steps once per optimiser step
+  (accelerate's prepared scheduler would step once per process);
+* a run has an identity (``abcgen.training.run``): a fresh run into a folder holding another run is refused
+  without ``checkpoint.overwrite``, and a resume with settings that change the data or the model is
+  refused, naming them; a damaged newest checkpoint is skipped for the one before it;
+* user errors (config, missing folders, damaged weights, unwritable output) are one line on stderr and exit
+  code 2, checked before any work; ``-v``/``--verbose`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -24,16 +33,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import logging
 import math
 import os
-import platform
-import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -47,9 +57,10 @@ from abcgen.controls import ControlVocabulary, row_controls
 from abcgen.corpus.build import load_corpus
 from abcgen.errors import ConfigError
 from abcgen.generation.sampling import sample_tunes
+from abcgen.model_folder import check_tokenizer_matches
 from abcgen.training.attention import packed_attention_path, prepare_attention_implementation
-from abcgen.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from abcgen.training.config import TrainConfig, parse_args, save_config
+from abcgen.training.checkpoint import find_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint
+from abcgen.training.config import TrainConfig, parse_args
 from abcgen.training.data import (
     PackedDataset,
     build_examples,
@@ -60,7 +71,27 @@ from abcgen.training.data import (
 )
 from abcgen.training.loss import DEFAULT_CHUNK_SIZE, global_token_count, loss_scale, model_token_loss
 from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model, resolve_dtype
-from abcgen.training.outputs import make_optimizer, write_run_files
+from abcgen.training.outputs import finish_step, make_optimizer, write_run_files
+from abcgen.training.run import (
+    check_corpus,
+    check_launch,
+    check_model_inputs,
+    check_output,
+    check_resume_identity,
+    drop_previous_run,
+    eval_batch_limit,
+    eval_split,
+    evaluation_due,
+    hardware_summary,
+    log_due,
+    run_identity,
+    save_final_folder,
+    section_config,
+    split_rows,
+    start_run_folder,
+    tracker_config,
+    used_parts,
+)
 from abcgen.training.speed import check_compile_supported, compile_model, eager_mode, resolve_pin_memory
 
 log = logging.getLogger("abcgen.finetune")
@@ -74,8 +105,12 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
     # Several processes and no GPU (torchrun or `accelerate launch --multi_gpu` on a CPU machine): accelerate
     # only picks gloo on CPU when told cpu=True; otherwise every process would train alone as rank 0.
     multi_process_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    check_launch()  # `accelerate launch --num_processes 2` without --multi_gpu starts one process
     accelerator = Accelerator(
         cpu=multi_process_cpu,
+        # The scheduler steps once per optimiser step, by us: accelerate's prepared scheduler would step
+        # num_processes times per step (it assumes a schedule counted in single-process batches).
+        step_scheduler_with_optimizer=False,
         log_with="tensorboard" if cfg.logging.tensorboard else None,
         project_dir=cfg.checkpoint.output_dir,
         # pinned batches (data.pin_memory) are only worth it when the copy to the GPU does not block
@@ -90,10 +125,14 @@ def setup_accelerator(cfg: TrainConfig) -> Accelerator:
                           "optim.micro_batch_size (or use train/accelerate/fsdp2.yaml) instead")
     if cfg.logging.tensorboard and not is_tensorboard_available():
         # accelerate would only warn and track nothing
-        raise ConfigError("logging.tensorboard=true needs the tensorboard package: pip install tensorboard, "
+        raise ConfigError("logging.tensorboard=true needs the tensorboard package: pip install 'abcgen[tracking]', "
                           "or pass --logging.tensorboard false")
     check_speed_settings(cfg, accelerator.device.type)
     set_seed(cfg.optim.seed)
+    log.info("world size %d (%s), per-process micro-batch %d x %d accumulation steps = %d per process per "
+             "optimiser step", accelerator.num_processes, accelerator.distributed_type.value,
+             cfg.optim.micro_batch_size, cfg.optim.grad_accum_steps,
+             cfg.optim.micro_batch_size * cfg.optim.grad_accum_steps)
     return accelerator
 
 
@@ -116,11 +155,9 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> 
     """Tokenise and pack the train and eval splits (identically on every process: deterministic)."""
     corpus = load_corpus(cfg.data.corpus)
     vocab = ControlVocabulary.load(cfg.data.corpus)
-    packed: dict[str, Any] = {"vocab": vocab, "stats": {}}
-    for split in (cfg.data.train_split, cfg.data.eval_split):
-        rows = corpus[split]
-        if split == cfg.data.train_split and cfg.data.max_train_tunes:
-            rows = rows.select(range(min(cfg.data.max_train_tunes, len(rows))))
+    packed: dict[str, Any] = {"vocab": vocab, "stats": {}, "eval_conditions": []}
+    evaluated = eval_split(cfg)
+    for split, rows in split_rows(cfg, corpus).items():
         examples, stats = build_examples(
             rows, tokenizer, vocab, max_length=cfg.data.max_length, loss_on=cfg.data.loss_on,
             conditions=cfg.data.conditions,
@@ -133,12 +170,14 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> 
         packed["stats"][split] = {**stats, "rows": len(packed[split])}
         log.info("%s: %s", split, packed["stats"][split])
     # Conditions of the first eval tunes: what the samples logged at each evaluation are asked for.
-    packed["eval_conditions"] = [
-        {name: value for name, value in row_controls(row).items() if name in cfg.data.conditions}
-        for row in corpus[cfg.data.eval_split].select(range(min(8, len(corpus[cfg.data.eval_split]))))
-    ]
+    if evaluated:
+        packed["eval_conditions"] = [
+            {name: value for name, value in row_controls(row).items() if name in cfg.data.conditions}
+            for row in corpus[evaluated].select(range(min(8, len(corpus[evaluated]))))
+        ]
     if not packed[cfg.data.train_split]:
-        raise SystemExit(f"no training rows from {cfg.data.corpus} split {cfg.data.train_split!r}")
+        raise ConfigError(f"no training rows from data.corpus={cfg.data.corpus!r} split {cfg.data.train_split!r}: "
+                          "check the corpus (abcgen data build) or data.max_length")
     return packed
 
 
@@ -187,17 +226,16 @@ def optimizer_step(model: Any, optimizer: Any, scheduler: Any, micro_batches: li
     """One optimiser step: forward/backward over the micro-batches, clip, step, schedule. Returns what the
     loop records for the step (the benchmark in benchmarks/train_throughput.py times exactly this)."""
     loss, tokens = train_step(model, micro_batches, accelerator, loss_impl=loss_impl, chunk_size=chunk_size)
-    grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss, "tokens": tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+    grad_norm = finish_step(model, optimizer, scheduler, accelerator, max_grad_norm)
+    return {"loss": loss, "tokens": tokens, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm}
 
 
 @torch.no_grad()
-def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int, *, loss_impl: str = "logits",
-             chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float]:
-    """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process.
+def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batches: int | None, *,
+             loss_impl: str = "logits", chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, float] | None:
+    """Token-weighted eval loss and perplexity over at most ``max_batches`` batches per process (``None`` or
+    0: the whole split); ``None`` when no token was evaluated (an empty or tiny split): no evaluation is
+    never reported as a perfect score.
 
     Runs eagerly even when the model is compiled (``eager_mode``): an inference graph would be one more
     compilation for a few batches."""
@@ -205,7 +243,7 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batch
     loss_sum = torch.zeros((), device=accelerator.device)
     tokens = torch.zeros((), device=accelerator.device)
     for index, batch in enumerate(loader):
-        if index >= max_batches:
+        if max_batches and index >= max_batches:
             break
         with eager_mode():
             token_loss, count = model_token_loss(model, forward_kwargs(batch), batch["labels"], impl=loss_impl,
@@ -214,7 +252,9 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batch
         tokens += count
     model.train()
     loss_sum, tokens = accelerator.reduce(loss_sum, "sum"), accelerator.reduce(tokens, "sum")
-    loss = float(loss_sum / tokens.clamp(min=1))
+    if int(tokens) == 0:
+        return None
+    loss = float(loss_sum / tokens)
     return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)), "eval_tokens": int(tokens)}
 
 
@@ -223,46 +263,94 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator, max_batch
 def save_final(cfg: TrainConfig, accelerator: Accelerator, model: Any, tokenizer: Any, summary: dict[str, Any]) -> Path:
     """The one place the model is saved: ``final/`` (merged weights, loadable by AutoModelForCausalLM),
     ``final/adapter`` for LoRA, tokenizer, control vocabulary, generation config, summary."""
-    final = Path(cfg.checkpoint.output_dir) / "final"
-    accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        final.mkdir(parents=True)
+
+    def write(folder: Path) -> None:
         if cfg.model.method == "lora":
-            unwrapped.save_pretrained(final / "adapter")
+            unwrapped.save_pretrained(folder / "adapter")
             merged = unwrapped.merge_and_unload()
         else:
             merged = unwrapped
-        merged.save_pretrained(final, safe_serialization=True)
-        write_run_files(final, cfg, tokenizer, summary)
-    accelerator.wait_for_everyone()
-    return final
+        merged.save_pretrained(folder, safe_serialization=True)
+        write_run_files(folder, cfg, tokenizer, summary)
+
+    # Written into a temporary sibling and renamed: a kill during the save leaves the previous final/.
+    return save_final_folder(cfg, accelerator, write)
 
 
 # --- main ------------------------------------------------------------------------------------------------
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """The command: a user error (``ConfigError``) is one line on stderr and exit code 2, its traceback only
+    with ``-v``/``--verbose``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(arg in VERBOSE_FLAGS for arg in argv)
+    try:
+        return train([arg for arg in argv if arg not in VERBOSE_FLAGS])
+    except ConfigError as exc:
+        if verbose:  # the traceback too, but still the exit code of a user error
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Everything a user can get wrong, checked before any work (tokenising, loading, training): the
+    launcher, the output folder (writable, not another run's), the corpus and its splits, the model folder
+    and the tokenizer (present, weights readable)."""
+    check_launch()
+    check_output(cfg)
+    check_corpus(cfg)
+    check_model_inputs(cfg)
+
+
+def resume_point(cfg: TrainConfig, identity: dict[str, Any]) -> Path | None:
+    """The checkpoint this run continues (``None``: a fresh run), its identity checked against this run's."""
+    out = Path(cfg.checkpoint.output_dir)
+    path = find_checkpoint(out, cfg.checkpoint.resume) if cfg.checkpoint.resume else None
+    if path is not None:
+        check_resume_identity(read_trainer_state(path).get("identity"), identity, path)
+    elif cfg.checkpoint.resume and used_parts(out) and not cfg.checkpoint.overwrite:
+        raise ConfigError(f"checkpoint.resume={cfg.checkpoint.resume!r} found no checkpoint in {str(out)!r}, but it "
+                          f"holds another run ({', '.join(used_parts(out))}): a fresh run would replace it; pass "
+                          "--checkpoint.overwrite true (without resume) or choose another output_dir")
+    return path
+
+
+# The VAE and the GAN are not causal LMs over packed rows: each has a loop of its own beside this file,
+# started from here so that every family trains through the same command, config and accelerate launcher.
+FAMILY_LOOPS = {"vae": "vae_loop", "gan": "gan_loop"}
+
+
+def family_module(architecture: str) -> ModuleType:
+    """``train/vae_loop.py`` or ``train/gan_loop.py``, whose ``train(cfg, accelerator)`` runs that family.
+    Run as a script, this folder is on ``sys.path`` already; loaded by path (runpy, tests) it is put there."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(FAMILY_LOOPS[architecture])
+
+
+def train(argv: list[str]) -> dict[str, Any]:
     cfg = parse_args(argv)
+    preflight(cfg)
     accelerator = setup_accelerator(cfg)
-    # The VAE and the GAN are not causal LMs over packed rows: each has a loop of its own, started here so
-    # that every family trains through the same command, config and accelerate launcher.
-    if cfg.model.architecture == "vae":
-        from abcgen.models.vae_training import train_vae
-
-        return train_vae(cfg, accelerator)
-    if cfg.model.architecture == "gan":
-        from abcgen.models.gan_training import train_gan
-
-        return train_gan(cfg, accelerator)
+    if cfg.model.architecture in FAMILY_LOOPS:
+        return family_module(cfg.model.architecture).train(cfg, accelerator)
     out = Path(cfg.checkpoint.output_dir)
     started = time.perf_counter()
 
     # Tokenizer and model. The tokenizer is built once (main process), then read by everyone.
     with accelerator.main_process_first():
         tokenizer, base_tokenizer = build_tokenizer(cfg.model, cfg.data.corpus, out)
+    identity = run_identity(cfg, tokenizer)
+    resume_from = resume_point(cfg, identity)  # before the model is loaded: a refused resume costs nothing
     model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer)
+    # every id the tokenizer gives has an embedding row (the base's own tokenizer was checked by build_tokenizer)
+    check_tokenizer_matches(model, tokenizer, fingerprint=False)
     if cfg.model.method == "lora":
         model = apply_lora(model, cfg.lora, new_token_ids)
     model = compile_model(model, cfg.model.compile, backend=cfg.model.compile_backend)
@@ -271,32 +359,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              cfg.model.method, f"{parameters['total']:,}", f"{parameters['trainable']:,}", len(new_token_ids))
 
     data = prepare_data(cfg, tokenizer, accelerator)
-    train_rows, eval_rows = data[cfg.data.train_split], data[cfg.data.eval_split]
+    train_rows = data[cfg.data.train_split]
+    eval_rows = data[eval_split(cfg)] if eval_split(cfg) else []
     optimizer, scheduler = make_optimizer(cfg, model)
+    # The scheduler is prepared (so it is checkpointed) but steps once per optimiser step: see setup_accelerator.
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     eval_loader = accelerator.prepare_data_loader(
         DataLoader(PackedDataset(eval_rows), batch_size=cfg.optim.micro_batch_size, collate_fn=make_collate(cfg),
-                   generator=torch.Generator().manual_seed(cfg.optim.seed)))
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    accelerator.init_trackers("abcgen", config={k: v for k, v in _flat(cfg).items() if isinstance(v, int | float | str | bool)})
+                   generator=torch.Generator().manual_seed(cfg.optim.seed))) if eval_rows else None
+    start_run_folder(cfg, accelerator, identity, fresh=resume_from is None)
+    accelerator.init_trackers("abcgen", config=tracker_config(cfg))
 
     # Resume: model, optimiser, scheduler and RNG from accelerate's state; the data position from ours.
     step, epoch, batch_in_epoch, history = 0, 0, 0, []
-    if cfg.checkpoint.resume:
-        path = find_checkpoint(out, cfg.checkpoint.resume)
-        if path is not None:
-            state = load_checkpoint(accelerator, path)
-            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-            history = state.get("history", [])
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batch_in_epoch)
+    if resume_from is not None:
+        state = load_checkpoint(accelerator, resume_from)
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        history = state.get("history", [])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from, step, epoch, batch_in_epoch)
 
     # The loop: one iteration = one optimiser step over grad_accum_steps micro-batches.
     accum = cfg.optim.grad_accum_steps
     batches_per_epoch = len(train_rows) // (cfg.optim.micro_batch_size * accelerator.num_processes)
     if batches_per_epoch < accum:
-        raise SystemExit(f"{len(train_rows)} packed rows give {batches_per_epoch} micro-batches per process per epoch, "
+        raise ConfigError(f"{len(train_rows)} packed rows give {batches_per_epoch} micro-batches per process per epoch, "
                          f"fewer than optim.grad_accum_steps={accum}: lower the batch size or add data")
     progress = tqdm(total=cfg.optim.max_steps, initial=step, desc="train", disable=not accelerator.is_local_main_process)
     tokens_seen = sum(h.get("tokens", 0) for h in history)
@@ -318,17 +404,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             loss = record["loss"]
             history.append(record)
             progress.update()
-            if step % cfg.logging.log_every == 0 or step == 1:
+            if log_due(cfg, step):
                 progress.set_postfix(loss=f"{loss:.4f}")
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
-            if step % cfg.logging.eval_every == 0 or step == cfg.optim.max_steps:
-                metrics = evaluate(model, eval_loader, accelerator, cfg.logging.eval_batches,
+            if eval_loader is not None and evaluation_due(cfg, step):
+                metrics = evaluate(model, eval_loader, accelerator, eval_batch_limit(cfg),
                                    loss_impl=cfg.optim.loss_impl, chunk_size=cfg.optim.loss_chunk_size)
-                record.update(metrics)
-                accelerator.log(metrics, step=step)
-                log.info("step %d: loss %.4f, eval loss %.4f (perplexity %.2f)", step, loss,
-                         metrics["eval_loss"], metrics["eval_perplexity"])
-                if accelerator.is_main_process and cfg.logging.num_samples:
+                if metrics is None:
+                    log.warning("step %d: no evaluation: split %r has no token to evaluate", step, eval_split(cfg))
+                else:
+                    record.update(metrics)
+                    accelerator.log(metrics, step=step)
+                    log.info("step %d: loss %.4f, eval loss %.4f (perplexity %.2f)", step, loss,
+                             metrics["eval_loss"], metrics["eval_perplexity"])
+                if accelerator.is_main_process and cfg.logging.num_samples and data["eval_conditions"]:
                     with eager_mode():  # generation shapes would each be a compilation
                         samples = sample_tunes(accelerator.unwrap_model(model), tokenizer, data["vocab"],
                                                data["eval_conditions"][: cfg.logging.num_samples],
@@ -341,7 +430,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         _log_text(accelerator, f"sample/{sample.conditions}", sample.abc, step)
             if step % cfg.checkpoint.save_every == 0 and step < cfg.optim.max_steps:
                 save_checkpoint(accelerator, out, step, {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                                                         "history": history}, keep_last=cfg.checkpoint.keep_last)
+                                                         "history": history, "identity": identity},
+                                keep_last=cfg.checkpoint.keep_last)
+                if accelerator.is_main_process:
+                    drop_previous_run(out)  # checkpoint.overwrite: the replaced run goes once this one has saved
         if batch_in_epoch + accum > batches_per_epoch:
             epoch, batch_in_epoch = epoch + 1, 0
     progress.close()
@@ -350,14 +442,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shards = accelerator.gather_for_metrics([batch_digests], use_gather_object=True) if cfg.logging.record_batches else []
     checksums = accelerator.gather_for_metrics([_weights_checksum(model)], use_gather_object=True)
     summary = {
-        "config": _flat(cfg),
+        "config": section_config(cfg),
         "data": data["stats"],
         "steps": step,
         "epochs_completed": epoch,
         "tokens_seen": tokens_seen,
         "first_loss": history[0]["loss"] if history else None,
         "final_loss": history[-1]["loss"] if history else None,
-        "eval": {k: history[-1][k] for k in ("eval_loss", "eval_perplexity") if history and k in history[-1]},
+        # the last evaluation; {} when there was none (no eval split, or no token in it): never a fake score
+        "eval": next(({k: h[k] for k in ("eval_loss", "eval_perplexity", "eval_tokens")} for h in reversed(history)
+                      if "eval_loss" in h), {}),
+        "run_fingerprint": identity["fingerprint"],
         "history": [{k: v for k, v in h.items() if k != "samples"} for h in history],
         "samples": next((h["samples"] for h in reversed(history) if "samples" in h), []),
         "parameters": parameters,
@@ -365,10 +460,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "data_shards": shards,  # per process: digests of the micro-batches it trained on (record_batches)
         "weight_checksums": checksums,  # per process: must all be equal
         "seconds": round(time.perf_counter() - started, 1),
-        "hardware": {"processes": accelerator.num_processes, "device": str(accelerator.device),
-                     "mixed_precision": accelerator.mixed_precision, "torch": torch.__version__,
-                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                     "platform": platform.platform()},
+        "hardware": hardware_summary(accelerator),
     }
     final = save_final(cfg, accelerator, model, tokenizer, summary)
     accelerator.end_training()
@@ -396,17 +488,6 @@ def _log_text(accelerator: Accelerator, tag: str, text: str, step: int) -> None:
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
             tracker.writer.add_text(tag, "    " + text.replace("\n", "\n    "), step)
-
-
-def _flat(cfg: TrainConfig) -> dict[str, Any]:
-    from abcgen.training.config import config_to_dict
-
-    flat: dict[str, Any] = {}
-    for section, values in config_to_dict(cfg).items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                flat[f"{section}.{key}"] = value
-    return flat
 
 
 if __name__ == "__main__":

@@ -28,13 +28,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from abcgen.controls import DEFAULT_MIN_COUNT, ControlVocabulary
+from abcgen.atomic import atomic_output_dir, check_apart, check_output_dir
+from abcgen.controls import DEFAULT_MIN_COUNT, ControlVocabulary, conditions
 from abcgen.corpus.labels import header_labels
-from abcgen.corpus.sources import SourceFile, read_text, resolve_sources
+from abcgen.corpus.sources import SUFFIXES, SourceFile, read_text, resolve_sources
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.notation.bars import events_by_voice
 from abcgen.notation.checks import check_tune
+from abcgen.notation.musicxml import musicxml_to_abc
 from abcgen.notation.pitches import melody_fingerprint
+from abcgen.notation.remi import abc_to_remi
 from abcgen.notation.structure import derive_form
 from abcgen.notation.transpose import transpose_tune
 from abcgen.notation.tune import Tune, normalise_tune, split_tunes
@@ -53,11 +56,17 @@ COLUMNS = (
 )
 
 
+def corpus_columns() -> tuple[str, ...]:
+    """``COLUMNS`` plus the column of every registered condition the builder does not fill itself
+    (``Condition.derive``, a string column)."""
+    return COLUMNS + tuple(c.corpus_column for c in conditions() if c.corpus_column not in COLUMNS)
+
+
 def corpus_features():  # noqa: ANN201 - datasets.Features, imported lazily
     """One explicit schema for every split, so an empty split saves and loads like a full one."""
     from datasets import Features, Value
 
-    return Features({name: Value("int64" if name in INT_COLUMNS else "string") for name in COLUMNS})
+    return Features({name: Value("int64" if name in INT_COLUMNS else "string") for name in corpus_columns()})
 
 
 @dataclass
@@ -85,6 +94,10 @@ class BuildConfig:
                               "must be in [0, 1) and leave room for train")
         if any(not -11 <= s <= 11 or s == 0 for s in self.transpose_augment):
             raise ConfigError(f"transpose_augment={self.transpose_augment}: shifts must be non-zero, within -11..11")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers={self.workers!r}: give a number of processes, 0 for all cores")
+        if isinstance(self.min_label_count, bool) or not isinstance(self.min_label_count, int) or self.min_label_count < 1:
+            raise ConfigError(f"min_label_count={self.min_label_count!r}: give a whole number of at least 1")
 
 
 @dataclass(frozen=True)
@@ -122,8 +135,6 @@ def split_of(fingerprint: str, config: BuildConfig) -> str:
 
 def _score_to_abc(path: Path) -> str:
     """MusicXML directly; MIDI and kern through music21 -> MusicXML."""
-    from abcgen.notation.musicxml import musicxml_to_abc
-
     if path.suffix.lower() in {".mxl", ".musicxml", ".xml"}:
         return musicxml_to_abc(path)
     import music21
@@ -168,10 +179,30 @@ def tune_row(tune: Tune, job: Job, bar_check: str) -> tuple[dict[str, Any] | Non
         "transposition": 0,
         "fingerprint": melody_fingerprint(events, tune.key, tune.unit_length),
     }
+    for condition in conditions():  # registered conditions with a column of their own
+        if condition.derive is not None and condition.corpus_column not in COLUMNS:
+            value = condition.derive(tune)
+            row[condition.corpus_column] = "" if value is None else str(value)
     return row, ""
 
 
 _TITLE_RE = re.compile(r"^T:[ \t]*(.*?)[ \t]*$", re.MULTILINE)
+# Where a rejection reason says where (appended by AbcParseError): "(tune 'X:1 ...', bar 3, line 1, column 8)".
+_WHERE_RE = re.compile(r" \((?:tune|bar|line|column) .*\)$", re.DOTALL)
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a rejection, for the summary: the reason without its location and details.
+
+    ``"bar length: bar 3 (...): ..."`` -> ``"bar length"``; ``"stray ':' (tune ..., bar 2)"`` -> ``"stray ':'"``
+    (a colon inside the quoted character is not a separator); ``"the header has no K: field (K: must end
+    the header) (tune ...)"`` keeps its ``K:``: a field letter before a colon is part of the text."""
+    text = " ".join(_WHERE_RE.sub("", reason.strip()).split())  # one line: a reason may quote "[A2f\n2]"
+    for m in re.finditer(r":\s", text):
+        head = text[: m.start()]
+        if head.count("'") % 2 == 0 and head.count('"') % 2 == 0 and not re.search(r"(?:^|[\s(\[])[A-Za-z]$", head):
+            return head.strip()
+    return text
 
 
 def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
@@ -191,8 +222,6 @@ def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
         return Outcome(index, reason=reason, title=tune.title)
     outcome = Outcome(index, row=row, title=tune.title)
     if config.remi:
-        from abcgen.notation.remi import abc_to_remi
-
         try:
             row["remi"] = abc_to_remi(row["abc"])
         except AbcgenError as exc:
@@ -233,78 +262,51 @@ def collect_jobs(files: list[SourceFile]) -> tuple[list[Job], list[dict[str, str
     return jobs, rejected_files
 
 
-def build_corpus(config: BuildConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Build the corpus described by ``config`` into ``config.out`` and return the report."""
+def _no_tunes_error(config: BuildConfig, files: list[SourceFile], rejected_files: list[dict[str, str]]) -> ConfigError:
+    sources = ", ".join(repr(s) for s in config.sources)
+    if not files:
+        return ConfigError(f"--source {sources} holds no tune files (suffixes {', '.join(sorted(SUFFIXES))}): "
+                           "give a folder or file with ABC tunes, or music21:NAME; nothing was written")
+    first = rejected_files[0] if rejected_files else {"file": "?", "reason": "?"}
+    return ConfigError(f"--source {sources}: none of its {len(files)} files holds a tune (first: {first['file']}: "
+                       f"{first['reason']}); give ABC files with X:/K: tunes; nothing was written")
+
+
+def build_corpus(config: BuildConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+    """Build the corpus described by ``config`` into ``config.out`` and return the report.
+
+    The corpus is written into a temporary sibling of ``config.out`` and renamed into place: a failure
+    leaves the previous corpus as it was. A used ``config.out`` is refused unless ``overwrite``; sources
+    without a single tune are an error (``ConfigError``), both checked before any tune is processed."""
     import datasets
     from datasets import Dataset, DatasetDict
-    from tqdm.auto import tqdm
 
     if not progress:
         datasets.disable_progress_bars()
 
     started = time.perf_counter()
     files = resolve_sources(config.sources)
+    check_output_dir(config.out, overwrite=overwrite)
+    check_apart(config.out, [("--source", s) for s in config.sources if not s.startswith("music21:")])
     jobs, rejected_files = collect_jobs(files)
+    if not jobs:
+        raise _no_tunes_error(config, files, rejected_files)
     log.info("%d files, %d tunes to process", len(files), len(jobs))
-    workers = config.workers or os.cpu_count() or 1
-    work = [(i, job, config) for i, job in enumerate(jobs)]
-    outcomes: list[Outcome] = []
-    bar = tqdm(total=len(work), desc="tunes", unit="tune", disable=not progress)
-    if workers > 1 and len(work) > 200:
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers) as pool:
-            for outcome in pool.imap(process_job, work, chunksize=32):
-                outcomes.append(outcome)
-                bar.update()
-    else:
-        for item in work:
-            outcomes.append(process_job(item))
-            bar.update()
-    bar.close()
+    outcomes = _process_jobs(jobs, config, progress=progress)
+    placed = _sort_outcomes(jobs, outcomes, config)
+    rows, rejected, duplicates = placed.rows, placed.rejected, placed.duplicates
 
-    rejected: list[dict[str, Any]] = []
-    duplicates: list[dict[str, Any]] = []
-    seen: dict[str, dict[str, Any]] = {}
-    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-    remi_errors: list[dict[str, Any]] = []
-    for outcome in outcomes:
-        job = jobs[outcome.job_index]
-        where = {"source": job.source, "file": job.file, "tune_index": job.tune_index, "title": outcome.title}
-        if outcome.row is None:
-            rejected.append({**where, "reason": outcome.reason})
-            continue
-        fp = outcome.row["fingerprint"]
-        if fp in seen:
-            first = seen[fp]
-            duplicates.append({**where, "duplicate_of": {"file": first["file"], "tune_index": first["tune_index"]}})
-            continue
-        seen[fp] = outcome.row
-        split = split_of(fp, config)
-        rows[split].append(outcome.row)
-        if split == "train":
-            rows["train"] += outcome.augmented
-        if outcome.remi_error:
-            remi_errors.append({**where, "reason": outcome.remi_error})
-
-    config.out.mkdir(parents=True, exist_ok=True)
+    accepted = sum(1 for o in outcomes if o.row is not None) - len(duplicates)
+    if not accepted:
+        raise _all_rejected_error(config, len(jobs), rejected)
     features = corpus_features()
     dataset = DatasetDict({
         name: Dataset.from_list(split_rows, features=features) if split_rows
-        else Dataset.from_dict({name: [] for name in COLUMNS}, features=features)
+        else Dataset.from_dict({name: [] for name in corpus_columns()}, features=features)
         for name, split_rows in rows.items()
     })
-    # One shard per split: an empty split saved with datasets' default (0 shards) cannot be loaded back.
-    dataset.save_to_disk(str(config.out), num_shards=dict.fromkeys(dataset, 1))
     vocabulary = ControlVocabulary.from_rows(rows["train"], min_count=config.min_label_count)
-    vocabulary.save(config.out)
-
-    accepted = sum(1 for o in outcomes if o.row is not None) - len(duplicates)
-    label_counts = {
-        name: dict(Counter(r[name] or "(none)" for split_rows in rows.values() for r in split_rows
-                           if not r["transposition"]).most_common(25))
-        for name in ("key", "meter", "rhythm", "origin", "composer", "form", "tempo")
-    }
-    reason_counts = Counter(r["reason"].split(":")[0].split(" (")[0] for r in rejected)
+    reason_counts = Counter(reason_kind(r["reason"]) for r in rejected)
     report = {
         "schema_version": SCHEMA_VERSION,
         "config": {**asdict(config), "out": str(config.out)},
@@ -320,15 +322,98 @@ def build_corpus(config: BuildConfig, *, progress: bool = True) -> dict[str, Any
         "rejection_reasons": dict(reason_counts.most_common()),
         "rejected": rejected,
         "duplicates": duplicates,
-        "remi_failures": remi_errors,
+        "remi_failures": placed.remi_errors,
         "per_source": _per_source(jobs, outcomes, duplicates),
-        "labels": label_counts,
+        "labels": _label_counts(rows),
         "seconds": round(time.perf_counter() - started, 2),
     }
     if report["tunes"]["in"] != accepted + len(rejected) + len(duplicates):  # pragma: no cover - invariant
         raise AssertionError("corpus report does not add up: in != accepted + rejected + duplicates")
-    (config.out / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    # Everything into a temporary sibling, renamed into place at the end: never half old, half new.
+    with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
+        # One shard per split: an empty split saved with datasets' default (0 shards) cannot be loaded back.
+        dataset.save_to_disk(str(tmp), num_shards=dict.fromkeys(dataset, 1))
+        vocabulary.save(tmp)
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     return report
+
+
+def _process_jobs(jobs: list[Job], config: BuildConfig, *, progress: bool) -> list[Outcome]:
+    """``process_job`` on every tune, in order, with a progress bar; in worker processes (``config.workers``,
+    0 = all cores) when there are more than 200 tunes."""
+    from tqdm.auto import tqdm
+
+    workers = config.workers or os.cpu_count() or 1
+    work = [(i, job, config) for i, job in enumerate(jobs)]
+    outcomes: list[Outcome] = []
+    bar = tqdm(total=len(work), desc="tunes", unit="tune", disable=not progress)
+    if workers > 1 and len(work) > 200:
+        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        with ctx.Pool(workers) as pool:
+            for outcome in pool.imap(process_job, work, chunksize=32):
+                outcomes.append(outcome)
+                bar.update()
+    else:
+        for item in work:
+            outcomes.append(process_job(item))
+            bar.update()
+    bar.close()
+    return outcomes
+
+
+@dataclass
+class _Sorted:
+    """The outcomes sorted: accepted rows by split (train with its transpositions), rejections,
+    duplicates of an earlier tune, and tunes whose REMI text could not be made."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    remi_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sort_outcomes(jobs: list[Job], outcomes: list[Outcome], config: BuildConfig) -> _Sorted:
+    """Each outcome to its place: rejected, a duplicate (same fingerprint as an earlier tune, which is
+    kept), or a row of the split its fingerprint hashes to."""
+    result = _Sorted(rows={name: [] for name in SPLITS})
+    seen: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        job = jobs[outcome.job_index]
+        where = {"source": job.source, "file": job.file, "tune_index": job.tune_index, "title": outcome.title}
+        if outcome.row is None:
+            result.rejected.append({**where, "reason": outcome.reason})
+            continue
+        fp = outcome.row["fingerprint"]
+        if fp in seen:
+            first = seen[fp]
+            result.duplicates.append({**where, "duplicate_of": {"file": first["file"],
+                                                                "tune_index": first["tune_index"]}})
+            continue
+        seen[fp] = outcome.row
+        split = split_of(fp, config)
+        result.rows[split].append(outcome.row)
+        if split == "train":
+            result.rows["train"] += outcome.augmented
+        if outcome.remi_error:
+            result.remi_errors.append({**where, "reason": outcome.remi_error})
+    return result
+
+
+def _all_rejected_error(config: BuildConfig, num_jobs: int, rejected: list[dict[str, Any]]) -> ConfigError:
+    kinds = Counter(reason_kind(r["reason"]) for r in rejected).most_common(3)
+    return ConfigError(f"--source {', '.join(repr(s) for s in config.sources)}: all {num_jobs} tunes were rejected "
+                       f"({'; '.join(f'{k}: {n}' for k, n in kinds)}; first: {rejected[0]['file']} tune "
+                       f"{rejected[0]['tune_index']}: {rejected[0]['reason']}); fix the tunes or pass "
+                       "--bar-check flag; nothing was written")
+
+
+def _label_counts(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """The 25 most common values of each label over every split, transpositions not counted."""
+    return {
+        name: dict(Counter(r[name] or "(none)" for split_rows in rows.values() for r in split_rows
+                           if not r["transposition"]).most_common(25))
+        for name in (c.corpus_column for c in conditions() if c.summary)
+    }
 
 
 def _per_source(jobs: list[Job], outcomes: list[Outcome], duplicates: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

@@ -23,7 +23,7 @@ RHYTHMS = {
     "set dance": "set dance", "highland fling": "fling", "fling": "fling", "barndance": "barndance",
     "barn dance": "barndance", "schottische": "schottische", "clog": "clog", "country dance": "country dance",
     "song": "song", "lied": "song", "long dance": "long dance", "quickstep": "quickstep",
-    "planxty": "planxty", "minuet": "minuet", "polonaise": "polonaise", "gavotte": "gavotte",
+    "planxty": "planxty", "walkaround": "walkaround", "walk around": "walkaround", "minuet": "minuet", "polonaise": "polonaise", "gavotte": "gavotte",
     "chorale": "chorale", "kinderlied": "children's song", "ballade": "ballad", "ballad": "ballad",
 }
 _CONTINENTS = {"europa", "europe", "asien", "asia", "afrika", "africa", "amerika", "america", "australien"}
@@ -49,21 +49,56 @@ def clean_text(value: str | None) -> str:
     return re.sub(r"[\s.;:,!]+$", "", text)
 
 
+def _compact(text: str) -> str:
+    """A spelling key without spaces, hyphens or underscores: ``slip jig``, ``slip-jig``, ``slipjig`` and
+    ``slip_jig`` (a control token's spelling) are one key."""
+    return re.sub(r"[\s_-]+", "", text)
+
+
+# Every spelling of a known rhythm by its compact key, with plurals: ``setdance``/``set dances`` -> ``set dance``.
+_RHYTHM_SPELLINGS = {_compact(k): v for k, v in RHYTHMS.items()}
+_RHYTHM_SPELLINGS.update({_compact(v): v for v in RHYTHMS.values()})
+_RHYTHM_SPELLINGS.update({f"{k}es" if k.endswith(("s", "ch", "z")) else f"{k}s": v
+                          for k, v in list(_RHYTHM_SPELLINGS.items()) if not k.endswith("s")})
+
+
+def _known_rhythm(phrase: str) -> str | None:
+    return _RHYTHM_SPELLINGS.get(_compact(phrase))
+
+
 def normalise_rhythm(value: str | None) -> str:
-    """Map an ``R:`` value to the closed rhythm list; an unknown genre is kept as its first phrase."""
+    """Map an ``R:`` value to the closed rhythm list, whatever its spelling (``Slipjig``, ``slip-jig``,
+    ``slip_jig`` and ``slip jigs`` are all ``slip jig``); an unknown genre is kept as its first phrase, with
+    spaces, hyphens and underscores made single spaces. The one rhythm normaliser: the corpus labels, the
+    control vocabulary and the pipeline's condition check all go through it (``normalise_label``)."""
     text = clean_text(value)
     if not text:
         return ""
-    if text in RHYTHMS:
-        return RHYTHMS[text]
+    if (known := _known_rhythm(text)) is not None:
+        return known
     for word in re.split(r"[,;/(]| - | -- ", text):
-        word = word.strip()
-        if word in RHYTHMS:
-            return RHYTHMS[word]
+        if (known := _known_rhythm(word.strip())) is not None:
+            return known
     for key, name in RHYTHMS.items():
         if re.search(rf"\b{re.escape(key)}\b", text):
             return name
-    return re.split(r"[,;/(]", text)[0].strip()
+    return re.sub(r"[\s_-]+", " ", re.split(r"[,;/(]", text)[0]).strip()
+
+
+def normalise_label(name: str, value: object) -> str:
+    """A condition value as the corpus spells it, for the free-text conditions (rhythm, origin, composer,
+    tempo); other conditions are returned stripped. Used on corpus rows, vocabulary look-ups and requested
+    conditions alike, so a user's ``slipjig`` finds the corpus's ``slip jig``."""
+    text = str(value).strip()
+    if name == "rhythm":
+        return normalise_rhythm(text)
+    if name == "origin":
+        return normalise_origin(text)
+    if name == "composer":
+        return normalise_composer(text)
+    if name == "tempo":
+        return clean_text(text)
+    return text
 
 
 def normalise_origin(value: str | None) -> str:

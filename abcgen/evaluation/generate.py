@@ -16,13 +16,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from abcgen.controls import OTHER, ControlVocabulary
-from abcgen.errors import ConfigError
+from abcgen.controls import DRAW_CAPPED, DRAW_HEADER, DRAW_LABEL, OTHER, ControlVocabulary
+from abcgen.controls import conditions as registered_conditions
+from abcgen.errors import AbcgenError, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Conditions the pipeline enforces through the header and the constraint, whatever the model was trained on.
-HEADER_CONDITIONS = ("key", "meter", "unit_length")
+
+def header_conditions() -> tuple[str, ...]:
+    """Conditions the pipeline writes into the header, whatever the model was trained on: always asked
+    (``Condition.draw == DRAW_HEADER`` in the registry: key, meter, unit length)."""
+    return tuple(c.name for c in registered_conditions() if c.draw == DRAW_HEADER)
+
+
+HEADER_CONDITIONS = header_conditions()  # the built-in set
 
 
 @dataclass
@@ -61,7 +68,7 @@ def eligible_rows(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
     out = []
     for i, row in enumerate(rows):
         known = all(not row.get(name) or name not in trained or str(row[name]) in vocabulary.values.get(name, {})
-                    for name in HEADER_CONDITIONS)
+                    for name in header_conditions())
         if known:
             out.append(i)
     return out
@@ -72,9 +79,11 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
     """``n`` requests, each copying the labels of a real row drawn with replacement (``random.Random(seed)``)
     among the ``eligible_rows``.
 
-    A label becomes a condition when the model was trained with it (``trained``) and knows the value (it is
-    in ``vocabulary``), or when the pipeline enforces it itself (key, meter, unit length, bars). Labels left
-    out are recorded in ``Request.skipped`` with the reason, never silently."""
+    How each condition is drawn is the registry's (``Condition.draw``): header conditions (key, meter, unit
+    length) are always copied; the bar count (``DRAW_CAPPED``) is copied capped at ``max_bars``; any other
+    label (``DRAW_LABEL``) becomes a condition when the model was trained with it (``trained``) and knows
+    the value (it is in ``vocabulary``). Labels left out are recorded in ``Request.skipped`` with the
+    reason, never silently."""
     eligible = eligible_rows(rows, vocabulary, trained)
     if not eligible:
         raise ConfigError(f"none of the {len(rows)} real tunes has a key/meter/unit length the model was trained "
@@ -84,18 +93,22 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
     for _ in range(n):
         index = eligible[rng.randrange(len(eligible))]
         row = rows[index]
-        conditions: dict[str, Any] = {}
+        wanted: dict[str, Any] = {}
         skipped: dict[str, str] = {}
-        for name in HEADER_CONDITIONS:
-            if row.get(name):
-                conditions[name] = str(row[name])
-        num_bars = int(row.get("num_bars") or 0)
-        if num_bars:
-            conditions["bars"] = min(num_bars, max_bars)
-            if num_bars > max_bars:
-                skipped["bars"] = f"{num_bars} bars capped at {max_bars}"
-        for name in ("rhythm", "origin", "composer", "form", "tempo"):
-            value = str(row.get(name) or "")
+        registry = registered_conditions()
+        for condition in registry:
+            name = condition.name
+            if condition.draw == DRAW_HEADER and row.get(condition.corpus_column):
+                wanted[name] = str(row[condition.corpus_column])
+        for condition in registry:
+            count = int(row.get(condition.corpus_column) or 0) if condition.draw == DRAW_CAPPED else 0
+            if count:
+                wanted[condition.name] = min(count, max_bars)
+                if count > max_bars:
+                    skipped[condition.name] = f"{count} bars capped at {max_bars}"
+        for condition in registry:
+            name = condition.name
+            value = condition.label_of_row(row) if condition.draw == DRAW_LABEL else ""
             if not value:
                 continue
             if name not in trained:
@@ -103,11 +116,11 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
             elif value == OTHER or value not in vocabulary.values.get(name, {}):
                 skipped[name] = f"{value!r} is not in the model's vocabulary"
             else:
-                conditions[name] = value
+                wanted[name] = value
         voices = min(int(row.get("num_voices") or 1), 4) if voices_from_data else 1
         if voices > 1:
-            conditions.pop("form", None)  # the pipeline's multi-voice mode follows voice 1's bars, not a form
-        requests.append(Request(conditions, voices, index, skipped))
+            wanted.pop("form", None)  # the pipeline's multi-voice mode follows voice 1's bars, not a form
+        requests.append(Request(wanted, voices, index, skipped))
     return requests
 
 
@@ -116,8 +129,6 @@ def generate_for_requests(pipe: Any, requests: Sequence[Request], settings: Gene
     """Run the ``abc-generation`` pipeline once per distinct request (``num_return_sequences`` = how many
     times it was drawn), seeded from ``seed``; returns one result per request, in request order, each with
     its ``request``. Never drops a tune: a failed call is kept as an invalid result with the error."""
-    from abcgen.errors import AbcgenError
-
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault((tuple(sorted(request.conditions.items())), request.voices), []).append(i)

@@ -21,8 +21,8 @@ import re
 import numpy as np
 
 from abcgen.errors import AbcgenError, ConfigError
-from abcgen.evaluation.piece import Piece
 from abcgen.notation.keys import NO_KEY, Key, key_for
+from abcgen.notation.piece import Piece
 from abcgen.notation.structure import derive_form
 
 __all__ = [

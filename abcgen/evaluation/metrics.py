@@ -1,7 +1,7 @@
 """Objective metrics of a set of pieces: validity, structure, musical descriptors, distribution overlap with
 real music, form and diversity (adherence to a request is in ``abcgen.evaluation.keys``).
 
-Every function takes ``Piece`` objects (``abcgen.evaluation.piece``), so generated and real tunes go through
+Every function takes ``Piece`` objects (``abcgen.notation.piece``), so generated and real tunes go through
 the same code; the report computes each metric on both and prints them side by side. The tiers (A1, B1, ...)
 are those of the evaluation reference table. Units: times in whole notes, pitches in MIDI numbers,
 intervals in semitones, rates in % where the name says so.
@@ -28,17 +28,20 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import numpy as np
-from scipy.spatial.distance import cdist, pdist
-from scipy.stats import gaussian_kde
 from tqdm.auto import tqdm
 
+from abcgen._extras import needs_extra
 from abcgen.errors import AbcgenError, ConversionError
-from abcgen.evaluation.piece import Piece
 from abcgen.notation import events as ev
 from abcgen.notation.bars import Bar
 from abcgen.notation.keys import parse_key
+from abcgen.notation.piece import Piece
 from abcgen.notation.pitches import melody_fingerprint
 from abcgen.notation.remi import abc2midi_check
+
+with needs_extra("eval"):  # a missing package: one line naming pip install 'abcgen[eval]'
+    from scipy.spatial.distance import cdist, pdist
+    from scipy.stats import gaussian_kde
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,15 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
 from tqdm.auto import tqdm
 
+from abcgen._extras import needs_extra
 from abcgen.errors import AbcgenError
-from abcgen.evaluation.piece import Piece
+from abcgen.notation.piece import Piece
+
+with needs_extra("eval"):  # a missing package: one line naming pip install 'abcgen[eval]'
+    from rapidfuzz import process
+    from rapidfuzz.distance import Levenshtein
 
 log = logging.getLogger(__name__)
 

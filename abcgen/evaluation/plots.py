@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from abcgen._extras import require
+
 GENERATED, REAL, FLOOR = "#d95f02", "#1b9e77", "#7570b3"
 
 
 def _pyplot() -> Any:
+    require("matplotlib", extra="eval")
     import matplotlib
 
     matplotlib.use("Agg")  # before pyplot is imported: no display on servers and CI

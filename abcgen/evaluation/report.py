@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from abcgen.evaluation.piece import Piece, read_pieces
+from abcgen.notation.piece import Piece, read_pieces
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,39 @@ def _without_nan(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _Scoring:
+    """The two sets being scored and the bootstrap settings every row shares; ``rows`` collects the report's
+    rows in order. ``add`` is the usual row: one value per tune, a bootstrap mean on each side."""
+
+    gen: list[Piece]
+    real: list[Piece]
+    seeds: Sequence[int] | None  # per generated tune: its sampling seed (per-seed spread)
+    n_resamples: int
+    seed: int
+    rows: list[Metric] = field(default_factory=list)
+
+    def mean_ci(self, values: Sequence[float]) -> dict[str, float]:
+        from abcgen.evaluation import stats
+
+        return stats.bootstrap_mean([float(v) for v in values], n_resamples=self.n_resamples, seed=self.seed).as_dict()
+
+    def per_seed(self, values: Sequence[float]) -> list[float]:
+        if not self.seeds:
+            return []
+        by_seed: dict[int, list[float]] = {}
+        for s, v in zip(self.seeds, values, strict=True):
+            if not math.isnan(v):
+                by_seed.setdefault(int(s), []).append(v)
+        return [round(statistics.fmean(v), 4) for _, v in sorted(by_seed.items()) if v]
+
+    def add(self, name: str, tier: str, unit: str, description: str, gen_values: Sequence[float],
+            real_values: Sequence[float] | None, higher: bool | None) -> None:
+        self.rows.append(Metric(name, tier, unit, description, self.mean_ci(gen_values),
+                                self.mean_ci(real_values) if real_values is not None else None,
+                                higher_is_better=higher, per_seed=self.per_seed(gen_values)))
+
+
 def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: int = 0, abc2midi: bool = True,
                    style_labels: Sequence[str] = ("rhythm", "origin"), progress: bool = True) -> dict[str, Any]:
     """The metrics of ``inputs.generated`` beside those of ``inputs.real``; see the module docstring.
@@ -105,8 +138,7 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
     Returns a dict with ``metrics`` (a list of ``Metric.as_dict()``), ``counts`` and the data the plots
     need (``histograms``, ``overlap``, ``similarities``). ``abc2midi=False`` skips the subprocess check
     (strict validity then uses our checker only and says so)."""
-    from abcgen.evaluation import keys, metrics, novelty, stats
-    from abcgen.notation.keys import parse_key
+    from abcgen.evaluation import metrics
 
     if not inputs.generated:
         raise ValueError("no generated tunes to evaluate")
@@ -114,85 +146,104 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
         raise ValueError("no real tunes to compare with: give the held-out split's tunes")
     gen = read_pieces(list(inputs.generated), [f"generated #{i}" for i in range(len(inputs.generated))])
     real = read_pieces(list(inputs.real), [f"real #{i}" for i in range(len(inputs.real))])
-    rows: list[Metric] = []
+    scoring = _Scoring(gen, real, inputs.seeds, n_resamples, seed)
+    gen_vals, real_vals = _validity_rows(scoring, abc2midi)
+    overlap, floor_halves = _distribution_rows(scoring, inputs.floor_real)
+    _descriptor_rows(scoring, gen_vals, real_vals)
+    _structure_rows(scoring, gen_vals, real_vals)
+    # read once: the novelty index and the style classifier both use them (10k tunes take ~15 s to read)
+    train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
+    similarities = _novelty_rows(scoring, train_pieces)
+    _adherence_rows(scoring, inputs, train_pieces, style_labels)
+    return {
+        "metrics": [row.as_dict() for row in scoring.rows],
+        "counts": {"generated": len(gen), "real": len(real), "train": len(inputs.train),
+                   "generated_unreadable": sum(not p.readable for p in gen),
+                   "real_unreadable": sum(not p.readable for p in real),
+                   "floor_halves": floor_halves},
+        "histograms": {"generated": _jsonable_histograms(metrics.pooled_histograms(gen)),
+                       "real": _jsonable_histograms(metrics.pooled_histograms(real))},
+        "overlap": overlap,
+        "similarities": similarities,
+        "problems": _problem_counts(gen),
+    }
 
-    def mean_ci(values: Sequence[float]) -> dict[str, float]:
-        return stats.bootstrap_mean([float(v) for v in values], n_resamples=n_resamples, seed=seed).as_dict()
 
-    def per_seed(values: Sequence[float]) -> list[float]:
-        if not inputs.seeds:
-            return []
-        by_seed: dict[int, list[float]] = {}
-        for s, v in zip(inputs.seeds, values, strict=True):
-            if not math.isnan(v):
-                by_seed.setdefault(int(s), []).append(v)
-        return [round(statistics.fmean(v), 4) for _, v in sorted(by_seed.items()) if v]
+def _column(values: list[dict[str, float]], key: str, scale: float = 1.0) -> list[float]:
+    """One per-piece value of every piece (NaN where the piece has none)."""
+    return [v.get(key, math.nan) * scale for v in values]
 
-    def add(name: str, tier: str, unit: str, description: str, gen_values: Sequence[float],
-            real_values: Sequence[float] | None, higher: bool | None) -> None:
-        rows.append(Metric(name, tier, unit, description, mean_ci(gen_values),
-                           mean_ci(real_values) if real_values is not None else None,
-                           higher_is_better=higher, per_seed=per_seed(gen_values)))
 
-    # --- A: validity ---------------------------------------------------------------------------------------
+def _validity_rows(s: _Scoring, abc2midi: bool) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Tier A: strict validity (with abc2midi unless skipped), our checker, bar alignment, repeats,
+    truncation. Returns the per-piece values (``metrics.piece_values``) of both sets, which C and D reuse."""
+    from abcgen.evaluation import metrics, stats
+
+    gen, real = s.gen, s.real
     gen_midi = metrics.abc2midi_valid(gen) if abc2midi else [True] * len(gen)
     real_midi = metrics.abc2midi_valid(real) if abc2midi else [True] * len(real)
     strict_what = "our checker and abc2midi" if abc2midi else "our checker only (abc2midi skipped)"
-    add("strict_validity", "A1", "%", f"tunes that parse, are not truncated and pass {strict_what}",
-        [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(gen, gen_midi, strict=True)],
-        [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(real, real_midi, strict=True)], True)
-    add("validity_ours", "A1", "%", "tunes that pass abcgen's checker (bars, repeats, truncation)",
-        [100.0 * p.ok for p in gen], [100.0 * p.ok for p in real], True)
+    s.add("strict_validity", "A1", "%", f"tunes that parse, are not truncated and pass {strict_what}",
+          [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(gen, gen_midi, strict=True)],
+          [100.0 * metrics.strict_valid(p, ok) for p, ok in zip(real, real_midi, strict=True)], True)
+    s.add("validity_ours", "A1", "%", "tunes that pass abcgen's checker (bars, repeats, truncation)",
+          [100.0 * p.ok for p in gen], [100.0 * p.ok for p in real], True)
     if abc2midi:
-        add("abc2midi_validity", "A1", "%", "tunes without an abc2midi error line",
-            [100.0 * ok for ok in gen_midi], [100.0 * ok for ok in real_midi], True)
+        s.add("abc2midi_validity", "A1", "%", "tunes without an abc2midi error line",
+              [100.0 * ok for ok in gen_midi], [100.0 * ok for ok in real_midi], True)
     gen_vals = [metrics.piece_values(p) for p in gen]
     real_vals = [metrics.piece_values(p) for p in real]
+    s.rows.append(Metric("bar_alignment_error", "A2", "%", "bars whose length differs from the meter (pooled over "
+                         "bars, with real-music tolerance: pickup, split bars, short bar at a section end)",
+                         _bar_error(gen, stats, s.n_resamples, s.seed), _bar_error(real, stats, s.n_resamples, s.seed),
+                         higher_is_better=False))
+    s.add("repeat_errors", "A3", "%", "tunes with unbalanced repeats or endings out of order",
+          _column(gen_vals, "repeat_error", 100.0), _column(real_vals, "repeat_error", 100.0), False)
+    s.add("truncated", "A1", "%", "tunes cut off inside a bar", _column(gen_vals, "truncated", 100.0),
+          _column(real_vals, "truncated", 100.0), False)
+    return gen_vals, real_vals
 
-    def column(values: list[dict[str, float]], key: str, scale: float = 1.0) -> list[float]:
-        return [v.get(key, math.nan) * scale for v in values]
 
-    rows.append(Metric("bar_alignment_error", "A2", "%", "bars whose length differs from the meter (pooled over "
-                       "bars, with real-music tolerance: pickup, split bars, short bar at a section end)",
-                       _bar_error(gen, stats, n_resamples, seed), _bar_error(real, stats, n_resamples, seed),
-                       higher_is_better=False))
-    add("repeat_errors", "A3", "%", "tunes with unbalanced repeats or endings out of order",
-        column(gen_vals, "repeat_error", 100.0), column(real_vals, "repeat_error", 100.0), False)
-    add("truncated", "A1", "%", "tunes cut off inside a bar", column(gen_vals, "truncated", 100.0),
-        column(real_vals, "truncated", 100.0), False)
+def _distribution_rows(s: _Scoring, floor_real: Sequence[str]) -> tuple[dict[str, Any], list[int]]:
+    """Tier B: set against set (Yang-Lerch overlap and KL, pooled histogram divergences); the floor is one
+    real half against the other. Returns the overlaps (for the plots) and the sizes of the two halves."""
+    from abcgen.evaluation import metrics, stats
 
-    # --- B: distributions (set against set; floor = real half against real half) ----------------------------
-    floor_source = read_pieces(list(inputs.floor_real)) if inputs.floor_real else real
-    half_a, half_b = stats.split_halves(floor_source, seed=seed)
+    gen, real, seeds = s.gen, s.real, s.seeds
+    floor_source = read_pieces(list(floor_real)) if floor_real else real
+    half_a, half_b = stats.split_halves(floor_source, seed=s.seed)
     overlap_gen = metrics.yang_lerch(gen, real)
     overlap_floor = metrics.yang_lerch(half_a, half_b)
     overlap_seed: dict[str, list[float]] = {}
-    if inputs.seeds and len(set(inputs.seeds)) > 1:
-        for s in sorted(set(inputs.seeds)):
-            subset = [p for p, ps in zip(gen, inputs.seeds, strict=True) if ps == s]
+    if seeds and len(set(seeds)) > 1:
+        for seed in sorted(set(seeds)):
+            subset = [p for p, ps in zip(gen, seeds, strict=True) if ps == seed]
             for feature, values in metrics.yang_lerch(subset, real).items():
                 overlap_seed.setdefault(feature, []).append(round(values["overlap"], 4))
     for feature in overlap_gen:
-        rows.append(Metric(f"overlap_{feature}", "B1", "", f"Yang-Lerch overlap area of {feature} (generated vs "
-                           "real; floor: real half vs half)", {"value": overlap_gen[feature]["overlap"]},
-                           {"value": overlap_floor[feature]["overlap"]}, None, True, overlap_seed.get(feature, [])))
+        s.rows.append(Metric(f"overlap_{feature}", "B1", "", f"Yang-Lerch overlap area of {feature} (generated vs "
+                             "real; floor: real half vs half)", {"value": overlap_gen[feature]["overlap"]},
+                             {"value": overlap_floor[feature]["overlap"]}, None, True, overlap_seed.get(feature, [])))
     mean_overlap = statistics.fmean(v["overlap"] for v in overlap_gen.values())
     mean_floor = statistics.fmean(v["overlap"] for v in overlap_floor.values())
-    rows.append(Metric("overlap_mean", "B1", "", "mean Yang-Lerch overlap over the features",
-                       {"value": mean_overlap}, {"value": mean_floor}, None, True))
-    rows.append(Metric("kl_mean", "B1", "", "mean Yang-Lerch KL(intra || inter) over the features, one common grid",
-                       {"value": statistics.fmean(v["kl"] for v in overlap_gen.values())},
-                       {"value": statistics.fmean(v["kl"] for v in overlap_floor.values())}, None, False))
+    s.rows.append(Metric("overlap_mean", "B1", "", "mean Yang-Lerch overlap over the features",
+                         {"value": mean_overlap}, {"value": mean_floor}, None, True))
+    s.rows.append(Metric("kl_mean", "B1", "", "mean Yang-Lerch KL(intra || inter) over the features, one common grid",
+                         {"value": statistics.fmean(v["kl"] for v in overlap_gen.values())},
+                         {"value": statistics.fmean(v["kl"] for v in overlap_floor.values())}, None, False))
     divergence_gen = metrics.pooled_divergences(gen, real)
     divergence_floor = metrics.pooled_divergences(half_a, half_b)
     for hist in divergence_gen:
         for kind in ("kl", "js"):
-            rows.append(Metric(f"{hist}_{kind}", "B2", "", f"{kind.upper()} of the pooled {hist.replace('_', '-')} "
-                               "histogram (generated vs real; floor: real halves)",
-                               {"value": divergence_gen[hist][kind]}, {"value": divergence_floor[hist][kind]},
-                               None, False))
+            s.rows.append(Metric(f"{hist}_{kind}", "B2", "", f"{kind.upper()} of the pooled {hist.replace('_', '-')} "
+                                 "histogram (generated vs real; floor: real halves)",
+                                 {"value": divergence_gen[hist][kind]}, {"value": divergence_floor[hist][kind]},
+                                 None, False))
+    return {"generated_vs_real": overlap_gen, "real_vs_real": overlap_floor}, [len(half_a), len(half_b)]
 
-    # --- C: per-piece descriptors ----------------------------------------------------------------------------
+
+def _descriptor_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: list[dict[str, float]]) -> None:
+    """Tier C: per-piece descriptors (pitch, scale, rhythm), closer to real is better."""
     for key, unit, description in (
         ("pitch_class_entropy", "bits", "entropy of the pitch-class histogram"),
         ("scale_consistency", "", "share of notes in the best-fitting major/minor scale"),
@@ -201,25 +252,33 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
         ("groove_consistency", "", "rhythmic similarity of consecutive bars (12 steps per quarter)"),
         ("mean_abs_interval", "semitones", "mean absolute melodic interval"),
     ):
-        add(key, "C", unit, description, column(gen_vals, key), column(real_vals, key), None)
+        s.add(key, "C", unit, description, _column(gen_vals, key), _column(real_vals, key), None)
 
-    # --- D: structure --------------------------------------------------------------------------------------
-    add("repeat_sign_rate", "D1", "%", "tunes whose body has |:, :| or ::", column(gen_vals, "has_repeat_sign", 100.0),
-        column(real_vals, "has_repeat_sign", 100.0), None)
-    form_gen, form_real = metrics.form_diversity(gen), metrics.form_diversity(real)
-    rows.append(Metric("form_unique_share", "D2", "%", "distinct bar-line sequences / tunes",
-                       {"value": 100.0 * form_gen["unique_forms"] / max(form_gen["num"], 1)},
-                       {"value": 100.0 * form_real["unique_forms"] / max(form_real["num"], 1)}, None, None))
-    rows.append(Metric("form_top15_share", "D2", "%", "tunes whose bar-line sequence is one of the 15 most common",
-                       {"value": 100.0 * form_gen["top15_share"]}, {"value": 100.0 * form_real["top15_share"]},
-                       None, None))
-    add("self_similarity", "D3", "%", "bars (after the first) that repeat an earlier bar exactly",
-        column(gen_vals, "self_similarity", 100.0), column(real_vals, "self_similarity", 100.0), None)
 
-    # --- E: novelty and diversity --------------------------------------------------------------------------
+def _structure_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: list[dict[str, float]]) -> None:
+    """Tier D: structure -- repeat signs, form diversity, self-similarity."""
+    from abcgen.evaluation import metrics
+
+    s.add("repeat_sign_rate", "D1", "%", "tunes whose body has |:, :| or ::",
+          _column(gen_vals, "has_repeat_sign", 100.0), _column(real_vals, "has_repeat_sign", 100.0), None)
+    form_gen, form_real = metrics.form_diversity(s.gen), metrics.form_diversity(s.real)
+    s.rows.append(Metric("form_unique_share", "D2", "%", "distinct bar-line sequences / tunes",
+                         {"value": 100.0 * form_gen["unique_forms"] / max(form_gen["num"], 1)},
+                         {"value": 100.0 * form_real["unique_forms"] / max(form_real["num"], 1)}, None, None))
+    s.rows.append(Metric("form_top15_share", "D2", "%", "tunes whose bar-line sequence is one of the 15 most common",
+                         {"value": 100.0 * form_gen["top15_share"]}, {"value": 100.0 * form_real["top15_share"]},
+                         None, None))
+    s.add("self_similarity", "D3", "%", "bars (after the first) that repeat an earlier bar exactly",
+          _column(gen_vals, "self_similarity", 100.0), _column(real_vals, "self_similarity", 100.0), None)
+
+
+def _novelty_rows(s: _Scoring, train_pieces: list[Piece]) -> dict[str, list[float]]:
+    """Tier E: copies of training tunes (when there are training tunes) and diversity within the set.
+    Returns the nearest-neighbour similarities of both sets (for the plots; empty without training tunes)."""
+    from abcgen.evaluation import metrics, novelty, stats
+
+    gen, real = s.gen, s.real
     similarities: dict[str, list[float]] = {}
-    # read once: the novelty index and the style classifier both use them (10k tunes take ~15 s to read)
-    train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
     if train_pieces:
         index = novelty.NoveltyIndex(train_pieces)
         copy_gen, copy_real = novelty.copy_report(gen, index), novelty.copy_report(real, index)
@@ -229,25 +288,35 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
             kept = [v for v in values if not math.isnan(v)]
             return statistics.median(kept) if kept else math.nan
 
-        rows.append(Metric("nearest_neighbour_similarity", "E1", "", "median normalised Levenshtein similarity of "
-                           "the transposition-normalised melody to its nearest training tune",
-                           stats.bootstrap_statistic(copy_gen["similarities"], median, n_resamples=n_resamples,
-                                                     seed=seed).as_dict(),
-                           stats.bootstrap_statistic(copy_real["similarities"], median, n_resamples=n_resamples,
-                                                     seed=seed).as_dict(), None, None))
-        add("copy_rate", "E1", "%", "tunes at similarity >= 0.85 to a training tune",
-            [100.0 * (s >= 0.85) if not math.isnan(s) else math.nan for s in copy_gen["similarities"]],
-            [100.0 * (s >= 0.85) if not math.isnan(s) else math.nan for s in copy_real["similarities"]], False)
-        rows.append(Metric("exact_copies", "E1", "tunes", "tunes whose melody equals a training tune's",
-                           {"value": copy_gen["exact_copies"]}, {"value": copy_real["exact_copies"]}, None, False))
-    rows.append(Metric("duplicates_within_set", "E2", "tunes", "tunes whose melody repeats an earlier tune of the set",
-                       {"value": metrics.within_set_duplicates(gen)}, {"value": metrics.within_set_duplicates(real)},
-                       None, False))
-    rows.append(Metric("distinct_bar_bigrams", "E2", "%", "distinct pairs of consecutive bars / all pairs",
-                       {"value": 100.0 * metrics.distinct_bar_ngrams(gen, 2)},
-                       {"value": 100.0 * metrics.distinct_bar_ngrams(real, 2)}, None, None))
+        s.rows.append(Metric("nearest_neighbour_similarity", "E1", "", "median normalised Levenshtein similarity of "
+                             "the transposition-normalised melody to its nearest training tune",
+                             stats.bootstrap_statistic(copy_gen["similarities"], median, n_resamples=s.n_resamples,
+                                                       seed=s.seed).as_dict(),
+                             stats.bootstrap_statistic(copy_real["similarities"], median, n_resamples=s.n_resamples,
+                                                       seed=s.seed).as_dict(), None, None))
+        s.add("copy_rate", "E1", "%", "tunes at similarity >= 0.85 to a training tune",
+              [100.0 * (v >= 0.85) if not math.isnan(v) else math.nan for v in copy_gen["similarities"]],
+              [100.0 * (v >= 0.85) if not math.isnan(v) else math.nan for v in copy_real["similarities"]], False)
+        s.rows.append(Metric("exact_copies", "E1", "tunes", "tunes whose melody equals a training tune's",
+                             {"value": copy_gen["exact_copies"]}, {"value": copy_real["exact_copies"]}, None, False))
+    s.rows.append(Metric("duplicates_within_set", "E2", "tunes", "tunes whose melody repeats an earlier tune of the set",
+                         {"value": metrics.within_set_duplicates(gen)}, {"value": metrics.within_set_duplicates(real)},
+                         None, False))
+    s.rows.append(Metric("distinct_bar_bigrams", "E2", "%", "distinct pairs of consecutive bars / all pairs",
+                         {"value": 100.0 * metrics.distinct_bar_ngrams(gen, 2)},
+                         {"value": 100.0 * metrics.distinct_bar_ngrams(real, 2)}, None, None))
+    return similarities
 
-    # --- F: adherence --------------------------------------------------------------------------------------
+
+def _adherence_rows(s: _Scoring, inputs: EvaluationInputs, train_pieces: list[Piece],
+                    style_labels: Sequence[str]) -> None:
+    """Tier F: did each generated tune deliver what it was asked for (key, meter, bars, form, style)? Real
+    tunes are scored against their own labels: the ceiling. Without ``inputs.requests`` only the real side
+    of key adherence is computed, and no row is added."""
+    from abcgen.evaluation import keys
+    from abcgen.notation.keys import parse_key
+
+    gen, real = s.gen, s.real
     requests = list(inputs.requests) if inputs.requests is not None else None
     if requests is not None and len(requests) != len(gen):
         raise ValueError(f"{len(requests)} requests for {len(gen)} generated tunes: give one per tune")
@@ -263,36 +332,23 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
             name = f"key_adherence_{tag}" if level == "exact" else f"key_signature_adherence_{tag}"
             real_values = [100.0 * k[level] if k else math.nan for k in real_key]
             if gen_key is not None:
-                add(name, "F1", "%", f"estimated key ({profile} profile) equals the requested one"
-                    + (" at key-signature level" if level == "signature" else " (tonic and mode)") +
-                    "; real: equals the tune's own K:",
-                    [100.0 * k[level] if k else math.nan for k in gen_key], real_values, True)
+                s.add(name, "F1", "%", f"estimated key ({profile} profile) equals the requested one"
+                      + (" at key-signature level" if level == "signature" else " (tonic and mode)") +
+                      "; real: equals the tune's own K:",
+                      [100.0 * k[level] if k else math.nan for k in gen_key], real_values, True)
     if requests is not None:
-        add("meter_adherence", "F2", "%", "M: is the requested meter and every bar fits it",
-            [100.0 * keys.meter_adherence(p, str(r["meter"])) if r.get("meter") else math.nan
-             for p, r in zip(gen, requests, strict=True)],
-            [100.0 * keys.meter_adherence(p, p.tune.get("M") or "") if p.tune else 0.0 for p in real], True)
-        add("bars_adherence", "F3", "%", "the tune has the requested number of bars",
-            [100.0 * keys.bars_adherence(p, int(r["bars"])) if r.get("bars") else math.nan
-             for p, r in zip(gen, requests, strict=True)], None, True)
+        s.add("meter_adherence", "F2", "%", "M: is the requested meter and every bar fits it",
+              [100.0 * keys.meter_adherence(p, str(r["meter"])) if r.get("meter") else math.nan
+               for p, r in zip(gen, requests, strict=True)],
+              [100.0 * keys.meter_adherence(p, p.tune.get("M") or "") if p.tune else 0.0 for p in real], True)
+        s.add("bars_adherence", "F3", "%", "the tune has the requested number of bars",
+              [100.0 * keys.bars_adherence(p, int(r["bars"])) if r.get("bars") else math.nan
+               for p, r in zip(gen, requests, strict=True)], None, True)
         if any(r.get("form") for r in requests):
-            add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
-                [100.0 * keys.form_adherence(p, str(r["form"])) if r.get("form") else math.nan
-                 for p, r in zip(gen, requests, strict=True)], None, True)
-        rows += _style_rows(gen, real, train_pieces, inputs, requests, style_labels, mean_ci, seed)
-
-    return {
-        "metrics": [row.as_dict() for row in rows],
-        "counts": {"generated": len(gen), "real": len(real), "train": len(inputs.train),
-                   "generated_unreadable": sum(not p.readable for p in gen),
-                   "real_unreadable": sum(not p.readable for p in real),
-                   "floor_halves": [len(half_a), len(half_b)]},
-        "histograms": {"generated": _jsonable_histograms(metrics.pooled_histograms(gen)),
-                       "real": _jsonable_histograms(metrics.pooled_histograms(real))},
-        "overlap": {"generated_vs_real": overlap_gen, "real_vs_real": overlap_floor},
-        "similarities": similarities,
-        "problems": _problem_counts(gen),
-    }
+            s.add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
+                  [100.0 * keys.form_adherence(p, str(r["form"])) if r.get("form") else math.nan
+                   for p, r in zip(gen, requests, strict=True)], None, True)
+        s.rows += _style_rows(gen, real, train_pieces, inputs, requests, style_labels, s.mean_ci, s.seed)
 
 
 def _bar_error(pieces: list[Piece], stats: Any, n_resamples: int, seed: int) -> dict[str, float]:

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from abcgen.atomic import atomic_output_dir, check_apart, check_output_dir
+from abcgen.corpus.build import load_corpus
+from abcgen.corpus.sources import read_text
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.evaluation.generate import (
     GenerationSettings,
@@ -29,7 +32,16 @@ from abcgen.evaluation.generate import (
     eligible_rows,
     generate_for_requests,
 )
+from abcgen.evaluation.plots import write_plots
 from abcgen.evaluation.report import SCHEMA_VERSION, EvaluationInputs, evaluate_texts, write_report
+from abcgen.generation.gan import generate_abc
+from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
+from abcgen.generation.sampling import check_sample
+from abcgen.model_folder import check_model_folder, model_fingerprint
+from abcgen.models.gan import MusicGAN, is_gan_folder
+from abcgen.notation.tune import split_tunes
+from abcgen.training.data import build_examples
+from abcgen.training.loss import token_sum_cross_entropy
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +67,22 @@ class GanAsPipeline:
     is the same), and sampling settings (temperature, top-p, constrained) do not apply to it."""
 
     def __init__(self, folder: str | Path) -> None:
-        from abcgen.models.gan import MusicGAN
-
         self.model = MusicGAN.from_pretrained(folder)
 
     def __call__(self, *, key: str | None = None, meter: str | None = None, rhythm: str | None = None,
                  bars: int | None = None, num_return_sequences: int = 1, seed: int | None = 0,
                  **_not_applicable: Any) -> list[dict[str, Any]]:
-        from abcgen.generation.sampling import check_sample
-        from abcgen.models.gan_generation import generate_abc
-
         tunes = generate_abc(self.model, {"key": key, "meter": meter, "rhythm": rhythm}, num_return_sequences,
                              seed or 0, bars=bars)
         out = []
         for abc in tunes:
-            valid, problems = check_sample(abc)
-            out.append({"abc": abc, "valid": valid, "problems": problems})
+            check = check_sample(abc)
+            out.append({"abc": abc, "valid": check.valid, "problems": check.problems})
         return out
 
 
 def load_splits(corpus_dir: str | Path, split: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(held-out rows of ``split``, training rows) of a corpus folder; ConfigError for an unknown split."""
-    from abcgen.corpus.build import load_corpus
-
     corpus = load_corpus(corpus_dir)
     if split not in corpus:
         raise ConfigError(f"--split {split!r} is not a split of {corpus_dir}: it has {', '.join(corpus)}")
@@ -99,9 +104,6 @@ def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[d
                        conditions: tuple[str, ...], max_length: int) -> dict[str, float]:
     """Perplexity of the tune tokens of held-out tunes, each built exactly as a training example (control
     prefix of the trained conditions, no dropout); token-weighted over all tunes."""
-    from abcgen.training.data import build_examples
-    from abcgen.training.loss import token_sum_cross_entropy
-
     examples, _ = build_examples(rows, tokenizer, vocabulary, max_length=max_length, loss_on="tune",
                                  conditions=conditions, condition_dropout=0.0, seed=0)
     total, tokens = 0.0, 0
@@ -118,16 +120,22 @@ def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[d
             "examples": len(examples)}
 
 
+def write_outputs(report: dict[str, Any], out: str | Path, *, overwrite: bool,
+                  generated: list[str] | None = None) -> None:
+    """The report folder, written whole or not at all: plots, ``generated.abc``, ``report.json`` and
+    ``report.md`` go into a temporary sibling renamed to ``out`` (an earlier report stays until then)."""
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        report["plots"] = write_plots(report, tmp)
+        if generated is not None:
+            (tmp / "generated.abc").write_text("\n".join(t.rstrip() + "\n" for t in generated), encoding="utf-8")
+        write_report(report, tmp)
+
+
 def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Path,
-                   settings: EvaluationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
-    """Generate from ``model_dir``, score against ``corpus_dir``'s held-out split, write the report to ``out``."""
-    from transformers import pipeline
-
-    from abcgen.evaluation.plots import write_plots
-    from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
-    from abcgen.model_folder import check_model_folder, model_fingerprint
-    from abcgen.models.gan import is_gan_folder
-
+                   settings: EvaluationSettings | None = None, *, progress: bool = True,
+                   overwrite: bool = False) -> dict[str, Any]:
+    """Generate from ``model_dir``, score against ``corpus_dir``'s held-out split, write the report to ``out``
+    (a used ``out`` is refused before any work unless ``overwrite``; it is replaced only at the end)."""
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
     model_dir, corpus_dir = Path(model_dir), Path(corpus_dir)
@@ -136,27 +144,14 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     if missing:
         raise ConfigError(f"model folder {str(model_dir)!r} cannot be evaluated: " + "; ".join(missing))
     held_out, train_rows = load_splits(corpus_dir, settings.split)
+    check_output_dir(out, overwrite=overwrite)  # inputs, then the output: all before the slow generation
+    check_apart(out, [("--model", model_dir), ("--data", corpus_dir)])
     vocabulary = load_control_vocabulary(model_dir)
-    if is_gan:
-        trained: tuple[str, ...] = ("key", "meter", "rhythm")  # the GAN's condition embeddings
-        pipe: Any = GanAsPipeline(model_dir)
-    else:
-        trained = trained_conditions(model_dir)
-        pipe = pipeline(TASK, model=str(model_dir))
+    trained, pipe = _load_generator(model_dir, is_gan)
 
     gen_settings = settings.generation
-    texts: list[str] = []
-    requests: list[Request] = []
-    seeds: list[int] = []
-    results: list[dict[str, Any]] = []
-    for seed in gen_settings.seeds:
-        drawn = draw_requests(held_out, vocabulary, trained, gen_settings.num_samples, seed,
-                              max_bars=gen_settings.max_bars, voices_from_data=gen_settings.voices_from_data)
-        for result in generate_for_requests(pipe, drawn, gen_settings, seed, progress=progress):
-            results.append(result)
-            texts.append(result["abc"])
-            requests.append(result["request"])
-            seeds.append(seed)
+    generated = _generate_all(pipe, held_out, vocabulary, trained, gen_settings, progress=progress)
+    texts, requests = generated.texts, generated.requests
     generation_seconds = time.perf_counter() - started
 
     real_rows, floor_rows = draw_real(held_out, len(texts), settings)
@@ -164,24 +159,12 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     scored = evaluate_texts(
         EvaluationInputs(
             generated=texts, real=[r["abc"] for r in real_rows], train=[r["abc"] for r in train_rows],
-            requests=[r.conditions for r in requests], seeds=seeds, real_labels=real_rows, train_labels=train_rows,
-            floor_real=[r["abc"] for r in floor_rows],
+            requests=[r.conditions for r in requests], seeds=generated.seeds, real_labels=real_rows,
+            train_labels=train_rows, floor_real=[r["abc"] for r in floor_rows],
         ),
         n_resamples=settings.n_resamples, seed=settings.seed, abc2midi=settings.abc2midi, progress=progress,
     )
-    perplexity = None
-    # A GAN assigns no likelihood to tokens; a VAE's decoder without the tune's own latent scores a random
-    # prior draw, which is not its likelihood (its reconstruction is in training_summary.json).
-    is_vae = not is_gan and getattr(pipe.model.config, "model_type", "") == "abcgen_vae"
-    if settings.perplexity_tunes and not is_gan and not is_vae:
-        model = pipe.model
-        max_length = int(getattr(model.config, "max_position_embeddings", 1024) or 1024)
-        perplexity = heldout_perplexity(model, pipe.tokenizer, vocabulary,
-                                        held_out[: settings.perplexity_tunes], trained, min(max_length, 1024))
-    skipped: dict[str, int] = {}
-    for request in requests:
-        for name in request.skipped:
-            skipped[name] = skipped.get(name, 0) + 1
+    perplexity = _perplexity_diagnostic(pipe, is_gan, vocabulary, held_out, trained, settings)
     report = {
         "schema_version": SCHEMA_VERSION,
         "model": {"path": str(model_dir), "fingerprint": model_fingerprint(model_dir),
@@ -192,32 +175,84 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
                      "constrained": None, "max_new_tokens": None} if is_gan else gen_settings.as_dict(),
-        "conditions_skipped": skipped,
+        "conditions_skipped": _skipped_conditions(requests),
         **scored,
         "perplexity": perplexity,
         "samples": [{"abc": r["abc"], "conditions": r["request"].conditions, "valid": r["valid"]}
-                    for r in results[: settings.num_saved_samples]],
+                    for r in generated.results[: settings.num_saved_samples]],
         "seconds": {"generation": round(generation_seconds, 1),
                     "total": round(time.perf_counter() - started, 1)},
         "tunes_per_second": round(len(texts) / max(generation_seconds, 1e-9), 3),
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    report["plots"] = write_plots(report, out)
-    (out / "generated.abc").write_text("\n".join(t.rstrip() + "\n" for t in texts), encoding="utf-8")
-    write_report(report, out)
+    write_outputs(report, out, overwrite=overwrite, generated=texts)
     log.info("evaluation of %s written to %s (%.0f s)", model_dir, out, time.perf_counter() - started)
     return report
 
 
+def _load_generator(model_dir: Path, is_gan: bool) -> tuple[tuple[str, ...], Any]:
+    """The conditions the model was trained with, and what generates from it: the ``abc-generation``
+    pipeline, or a GAN behind the pipeline's call signature (``GanAsPipeline``)."""
+    from transformers import pipeline
+
+
+    if is_gan:
+        return ("key", "meter", "rhythm"), GanAsPipeline(model_dir)  # the GAN's condition embeddings
+    return trained_conditions(model_dir), pipeline(TASK, model=str(model_dir))
+
+
+@dataclass
+class _Generated:
+    """Every generated tune, seed after seed: its text, what it was asked for, its seed, the full result."""
+
+    texts: list[str] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _generate_all(pipe: Any, held_out: list[dict[str, Any]], vocabulary: Any, trained: tuple[str, ...],
+                  gen_settings: GenerationSettings, *, progress: bool) -> _Generated:
+    """For each sampling seed: draw conditions from the held-out split's labels and generate a tune for each."""
+    generated = _Generated()
+    for seed in gen_settings.seeds:
+        drawn = draw_requests(held_out, vocabulary, trained, gen_settings.num_samples, seed,
+                              max_bars=gen_settings.max_bars, voices_from_data=gen_settings.voices_from_data)
+        for result in generate_for_requests(pipe, drawn, gen_settings, seed, progress=progress):
+            generated.results.append(result)
+            generated.texts.append(result["abc"])
+            generated.requests.append(result["request"])
+            generated.seeds.append(seed)
+    return generated
+
+
+def _perplexity_diagnostic(pipe: Any, is_gan: bool, vocabulary: Any, held_out: list[dict[str, Any]],
+                           trained: tuple[str, ...], settings: EvaluationSettings) -> dict[str, float] | None:
+    """Held-out perplexity of the first ``settings.perplexity_tunes`` tunes (a diagnostic, not a quality
+    score); ``None`` when skipped or when the model has no token likelihood."""
+    # A GAN assigns no likelihood to tokens; a VAE's decoder without the tune's own latent scores a random
+    # prior draw, which is not its likelihood (its reconstruction is in training_summary.json).
+    is_vae = not is_gan and getattr(pipe.model.config, "model_type", "") == "abcgen_vae"
+    if not settings.perplexity_tunes or is_gan or is_vae:
+        return None
+    model = pipe.model
+    max_length = int(getattr(model.config, "max_position_embeddings", 1024) or 1024)
+    return heldout_perplexity(model, pipe.tokenizer, vocabulary, held_out[: settings.perplexity_tunes], trained,
+                              min(max_length, 1024))
+
+
+def _skipped_conditions(requests: list[Request]) -> dict[str, int]:
+    """How often each condition was left out of a request (``Request.skipped``), by name."""
+    skipped: dict[str, int] = {}
+    for request in requests:
+        for name in request.skipped:
+            skipped[name] = skipped.get(name, 0) + 1
+    return skipped
+
+
 def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Path,
-                       settings: EvaluationSettings | None = None) -> dict[str, Any]:
+                       settings: EvaluationSettings | None = None, *, overwrite: bool = False) -> dict[str, Any]:
     """Score tunes written by any generator (ABC files, one or many tunes each) against a corpus split,
     without a model: every metric except adherence (nothing records what was asked) and perplexity."""
-    from abcgen.corpus.sources import read_text
-    from abcgen.evaluation.plots import write_plots
-    from abcgen.notation.tune import split_tunes
-
     settings = settings or EvaluationSettings()
     texts: list[str] = []
     for path in paths:
@@ -228,6 +263,8 @@ def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Pat
     if not texts:
         raise AbcgenError(f"no tunes (X: or K: lines) in {', '.join(map(str, paths))}")
     held_out, train_rows = load_splits(corpus_dir, settings.split)
+    check_output_dir(out, overwrite=overwrite)
+    check_apart(out, [("--data", corpus_dir), *(("--abc", path) for path in paths)])
     real_rows, floor_rows = draw_real(held_out, len(texts), settings)
     num_real = len(real_rows)
     scored = evaluate_texts(EvaluationInputs(generated=texts, real=[r["abc"] for r in real_rows],
@@ -238,6 +275,5 @@ def evaluate_abc_files(paths: list[Path], corpus_dir: str | Path, out: str | Pat
               "data": {"corpus": str(corpus_dir), "split": settings.split, "num_real": num_real,
                        "num_train": len(train_rows), "num_split": len(held_out)},
               "decoding": None, **scored, "perplexity": None, "samples": []}
-    report["plots"] = write_plots(report, out)
-    write_report(report, out)
+    write_outputs(report, out, overwrite=overwrite)
     return report

@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.optimize
-import scipy.sparse
 
+from abcgen._extras import needs_extra
 from abcgen.errors import ConfigError
-from abcgen.evaluation.piece import Piece
+from abcgen.notation.piece import Piece
+
+with needs_extra("eval"):  # a missing package: one line naming pip install 'abcgen[eval]'
+    import scipy.optimize
+    import scipy.sparse
 
 log = logging.getLogger(__name__)
 

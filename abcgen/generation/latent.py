@@ -25,11 +25,22 @@ from typing import Any
 
 import torch
 
+from abcgen.atomic import atomic_output_dir, check_output_dir
 from abcgen.controls import ControlVocabulary, bars_bucket
+from abcgen.corpus.labels import header_labels, normalise_meter
+from abcgen.corpus.sources import read_text
 from abcgen.errors import ConfigError
+from abcgen.generation.pipeline import trained_conditions
+from abcgen.generation.sampling import check_sample, load_error
+from abcgen.grammar import AbcConstraint, AbcLogitsProcessor
+from abcgen.grammar.rules import LEGACY_RULES
+from abcgen.model_folder import has_tokenizer
 from abcgen.models.vae import MusicVAE, sample_latents, slerp
-from abcgen.models.vae_data import WHOLE_TUNE_CONDITIONS, TuneFrame, count_bars, prompt_ids, segment_tune
+from abcgen.models.vae_config import MODEL_TYPE
+from abcgen.notation.keys import parse_key
+from abcgen.notation.tune import normalise_tune, split_tunes
 from abcgen.tokenization.extend import abc_to_ids, ids_to_abc
+from abcgen.training.vae_data import WHOLE_TUNE_CONDITIONS, TuneFrame, count_bars, prompt_ids, segment_tune
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +75,10 @@ def load_vae(folder: str | Path) -> MusicVAE:
     run), in eval mode; ``ConfigError`` when the folder holds another kind of model."""
     import json
 
-    from abcgen.models.vae_config import MODEL_TYPE
 
+    if not Path(folder).is_dir():
+        raise ConfigError(f"model folder {str(folder)!r} does not exist: give the final/ folder of a VAE run "
+                          "(train/finetune.py with model.architecture=vae)")
     config = Path(folder) / "config.json"
     if not config.is_file():
         raise ConfigError(f"{str(folder)!r} has no config.json: give the final/ folder of a VAE run")
@@ -73,7 +86,73 @@ def load_vae(folder: str | Path) -> MusicVAE:
     if model_type != MODEL_TYPE:
         raise ConfigError(f"{str(folder)!r} holds a {model_type!r} model, not a MusicVAE ({MODEL_TYPE!r}): latent "
                           "decoding needs a model trained with model.architecture=vae")
-    return MusicVAE.from_pretrained(str(folder)).eval()
+    try:
+        return MusicVAE.from_pretrained(str(folder)).eval()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise load_error(folder, exc) from exc
+
+
+def load_vae_tokenizer(folder: str | Path) -> Any:
+    """The tokenizer saved with a VAE; ``ConfigError`` naming the folder when it has none."""
+    from transformers import AutoTokenizer
+
+
+    if not has_tokenizer(folder):
+        raise ConfigError(f"model folder {str(folder)!r} has no tokenizer (tokenizer.json or tokenizer.model, with "
+                          "tokenizer_config.json): save it there with tokenizer.save_pretrained(FOLDER)")
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise load_error(folder, exc) from exc
+
+
+def read_first_tune(path: str | Path) -> str:
+    """The first tune of an ABC file (logged when it holds several); ``ConfigError`` naming the file when it
+    is missing, unreadable or holds no tune."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ABC file {str(path)!r} does not exist (or is not a file): give the path of an .abc file")
+    text, reason = read_text(path)
+    tunes = split_tunes(text) if text is not None else []
+    if not tunes:
+        raise ConfigError(f"{str(path)!r}: no ABC tune to interpolate ({reason or 'no X:/K: tune in the file'})")
+    if len(tunes) > 1:
+        log.info("%s holds %d tunes; interpolating its first", path, len(tunes))
+    return tunes[0].text
+
+
+def interpolate_to_folder(model_dir: str | Path, a: str | Path, b: str | Path, out: str | Path, *, steps: int = 5,
+                          seed: int = 0, constrained: bool = True, max_new_tokens: int | None = None,
+                          overwrite: bool = False) -> dict[str, Any]:
+    """``abcgen interpolate``: the tunes on the latent path between the first tunes of files ``a`` and ``b``,
+    written to ``out`` (``point_NN.abc`` and ``summary.json``, whole or not at all); returns the summary.
+    The numbers, the output folder (a used one only with ``overwrite``), both files and the model folder
+    are checked before any decoding."""
+    import json
+
+
+    for name, value, low in (("steps", steps, 2), ("seed", seed, 0), ("max_new_tokens", max_new_tokens, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{name}={value!r}: give a whole number, {low} or more")
+    out = Path(out)
+    check_output_dir(out, overwrite=overwrite)
+    abc_a, abc_b = read_first_tune(a), read_first_tune(b)
+    model = load_vae(model_dir)
+    tokenizer = load_vae_tokenizer(model_dir)
+    tunes = interpolate_tunes(model, tokenizer, abc_a, abc_b, steps, seed=seed, constrained=constrained,
+                              max_new_tokens=max_new_tokens)
+    entries = []
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        for index, tune in enumerate(tunes):
+            name = f"point_{index:02d}.abc"
+            (tmp / name).write_text(tune.abc, encoding="utf-8")
+            entries.append({"file": str(out / name), "fraction": tune.fraction, "valid": tune.valid,
+                            "problems": tune.problems})
+        summary = {"model": str(model_dir), "a": str(a), "b": str(b), "steps": steps, "seed": seed,
+                   "constrained": constrained, "path": "spherical (slerp) between the posterior means",
+                   "valid": sum(t.valid for t in tunes), "num": len(tunes), "tunes": entries}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
 
 
 def _until_eos(ids: list[int], eos_id: int, pad_id: int | None) -> list[int]:
@@ -102,11 +181,10 @@ def decode_latents(model: MusicVAE, tokenizer: Any, prompts: Sequence[list[int]]
     attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
     processors = LogitsProcessorList()
     if frames is not None:
-        from abcgen.generation.constraints import AbcConstraint, AbcLogitsProcessor
-
         bars = list(num_bars) if num_bars is not None else [None] * len(frames)
         constraints = [AbcConstraint(tokenizer, meter=f.meter, unit_length=f.unit_length, key=f.key_text,
-                                     num_bars=n, max_new_tokens=max_new_tokens, pickup=f.pickup)
+                                     num_bars=n, max_new_tokens=max_new_tokens, pickup=f.pickup,
+                                     rules=LEGACY_RULES)  # phrase segments: no cadence, no forced layout
                        for f, n in zip(frames, bars, strict=True)]
         processors.append(AbcLogitsProcessor(constraints, width))
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
@@ -124,11 +202,9 @@ def decode_latents(model: MusicVAE, tokenizer: Any, prompts: Sequence[list[int]]
 def decoded_tune(tokenizer: Any, header: str, ids: list[int], fraction: float | None = None,
                  latent: torch.Tensor | None = None) -> LatentTune:
     """The tune of generated body ``ids`` under ``header``, checked with ``check_sample``."""
-    from abcgen.generation.sampling import check_sample
-
     abc = (header + ids_to_abc(tokenizer, ids)).rstrip() + "\n"
-    valid, problems = check_sample(abc)
-    return LatentTune(abc=abc, valid=valid, problems=problems, fraction=fraction,
+    check = check_sample(abc)
+    return LatentTune(abc=abc, valid=check.valid, problems=check.problems, fraction=fraction,
                       latent=[round(float(v), 6) for v in latent] if latent is not None else [])
 
 
@@ -136,8 +212,6 @@ def model_conditions(model: MusicVAE) -> tuple[ControlVocabulary, tuple[str, ...
     """The control vocabulary and the condition names the model was trained with, read from its folder
     (``control_vocabulary.json``, ``abcgen_train_config.yaml``); an empty vocabulary (no conditions) for a
     model that has neither."""
-    from abcgen.generation.pipeline import trained_conditions
-
     folder = Path(str(model.name_or_path or ""))
     if folder.is_dir() and (folder / "control_vocabulary.json").is_file():
         return ControlVocabulary.load(folder), trained_conditions(folder)
@@ -146,9 +220,6 @@ def model_conditions(model: MusicVAE) -> tuple[ControlVocabulary, tuple[str, ...
 
 def _header_conditions(abc: str, vocab: ControlVocabulary, names: Sequence[str]) -> dict[str, str]:
     """The conditions a tune's own header gives (key, meter, rhythm, ...), limited to ``names``."""
-    from abcgen.corpus.labels import header_labels
-    from abcgen.notation.tune import normalise_tune
-
     labels = header_labels(normalise_tune(abc))
     return {name: str(labels[name]) for name in names
             if name in vocab.values and name in labels and labels[name] not in ("", 0)}
@@ -203,8 +274,6 @@ def interpolate_tunes(model: MusicVAE, tokenizer: Any, abc_a: str, abc_b: str, s
     ends reconstruct the tunes as well as the model can) unless ``sample``, which draws each token
     (``temperature``, ``top_p``) from the global RNG seeded with ``seed`` and restored afterwards.
     Raises ``ConfigError`` when the meters differ or ``steps < 2``."""
-    from abcgen.corpus.labels import normalise_meter
-
     if steps < 2:
         raise ConfigError(f"steps={steps}: an interpolation needs at least 2 points (the two tunes)")
     a, b = encode_tunes(model, tokenizer, [abc_a, abc_b])
@@ -279,16 +348,13 @@ def sample_prior(model: MusicVAE, tokenizer: Any, *, meter: str, key: str, num: 
 
 def _key_label(key: str) -> str:
     """The corpus label of a key as a user writes it: ``"D"`` -> ``"D major"``."""
-    from abcgen.notation.keys import parse_key
-
     return parse_key(key).label
 
 
 def _meter_label(frame: TuneFrame) -> str:
-    from abcgen.corpus.labels import normalise_meter
-
     return normalise_meter(frame.meter, frame.meter_text)
 
 
 __all__ = ["EncodedTune", "LatentTune", "decode_latents", "decoded_tune", "encode_tunes", "interpolate",
-           "interpolate_tunes", "load_vae", "model_conditions", "sample_prior"]
+           "interpolate_to_folder", "interpolate_tunes", "load_vae", "load_vae_tokenizer", "model_conditions",
+           "read_first_tune", "sample_prior"]

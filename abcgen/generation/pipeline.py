@@ -15,7 +15,7 @@ How a call works:
 2. **The header is written by the pipeline**, not sampled: ``X:1``, ``M:``, ``L:``, ``K:`` with the
    requested values (``K:`` last), so the requested key and meter are in every tune by construction.
    A melody ``prompt`` (whole bars of ABC) continues the body.
-3. **Decoding** is constrained by default (``abcgen.generation.constraints``): every complete bar has the
+3. **Decoding** is constrained by default (``abcgen.grammar``): every complete bar has the
    meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
    ``constrained=False`` samples freely (for comparison).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
@@ -23,16 +23,20 @@ How a call works:
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
 the body is ``V:1`` + voice 1's bars, ``V:2`` + voice 2's bars, and so on. Voice 1 is generated as a
 single voice is (bars, form, pickup); each later voice is generated after everything written so far
-plus ``V:k``, constrained by the *bar template* of voice 1 (``constraints.bar_template``): the same
+plus ``V:k``, constrained by the *bar template* of voice 1 (``grammar.bar_template``): the same
 opening bar line, pickup, number of bars and the same bar-line text at the end of every bar. So every
 voice has the same bar lengths and the same repeats and endings: the voices stay in step bar by bar.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import numbers
 import re
 import warnings
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,12 +44,25 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from abcgen.controls import CONTROL_NAMES, ControlVocabulary, bars_bucket
+from abcgen.atomic import atomic_output_dir, check_output_dir
+from abcgen.controls import CONDITIONS, ControlVocabulary, condition_names
 from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
+from abcgen.controls import conditions as registered_conditions
 from abcgen.corpus.labels import normalise_meter
+from abcgen.corpus.sources import read_text
 from abcgen.errors import AbcgenError, AbcParseError, ConfigError
+from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
+from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
+from abcgen.grammar.rules import LEGACY_RULES
+from abcgen.model_folder import check_tokenizer_matches
+from abcgen.notation import events as ev
+from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
+from abcgen.notation.checks import check_tune
 from abcgen.notation.keys import format_key, parse_key
 from abcgen.notation.lexer import default_unit_length, parse_fraction
+from abcgen.notation.tune import normalise_tune
+from abcgen.render import check_render_request, render_abc
+from abcgen.tokenization.prompt import AbcPromptFormat, abc_header
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +70,13 @@ TASK = "abc-generation"
 
 
 # Conditions the pipeline enforces itself (header, constraint): a model trained without their prefix token
-# still honours them.
-STRUCTURAL = ("key", "meter", "unit_length", "bars", "form")
+# still honours them. Read from the registry (``Condition.structural``); this is the built-in set.
+STRUCTURAL = tuple(c.name for c in registered_conditions() if c.structural)
+
+
+def structural_conditions() -> tuple[str, ...]:
+    """The registered conditions the pipeline writes or enforces itself (``Condition.structural``)."""
+    return tuple(c.name for c in registered_conditions() if c.structural)
 
 
 def _model_file(name_or_path: str | Path, filename: str) -> Path | None:
@@ -82,11 +104,11 @@ def trained_conditions(name_or_path: str | Path) -> tuple[str, ...]:
     config, in a local folder or a hub repository); every name when the model has no training config."""
     config = _model_file(name_or_path, "abcgen_train_config.yaml")
     if config is None:
-        return CONTROL_NAMES
+        return condition_names()
     import yaml
 
     data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data", {})
-    return tuple(data.get("conditions") or CONTROL_NAMES)
+    return tuple(data.get("conditions") or condition_names())
 
 
 class UnknownConditionError(ConfigError):
@@ -107,14 +129,9 @@ def load_control_vocabulary(name_or_path: str | Path) -> ControlVocabulary:
 
 
 def _label(name: str, value: Any) -> str:
-    """User spelling -> the corpus label: ``key="D"`` -> ``"D major"``, ``bars=16`` -> ``"16"``."""
-    if name == "key":
-        return parse_key(str(value)).label
-    if name == "bars":
-        return bars_bucket(int(value))
-    if name in ("rhythm", "origin", "composer", "tempo"):
-        return str(value).strip().lower()
-    return str(value).strip()
+    """User spelling -> the corpus label (``Condition.label_of_request``): ``key="D"`` -> ``"D major"``,
+    ``bars=16`` -> ``"16"``, ``rhythm="slipjig"`` -> ``"slip jig"`` (the corpus's own spelling)."""
+    return CONDITIONS[name].label_of_request(value)
 
 
 class AbcGenerationPipeline(Pipeline):
@@ -127,11 +144,23 @@ class AbcGenerationPipeline(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+
+        check_tokenizer_matches(self.model, self.tokenizer)  # a foreign tokenizer: a clear error, not IndexError
         self.vocabulary = load_control_vocabulary(self.model.name_or_path)
         self.trained_conditions = trained_conditions(self.model.name_or_path)
+        # the prompt contract: [BOS] + control prefix, header, body, EOS (abcgen.tokenization.prompt)
+        self.prompt_format = AbcPromptFormat(self.tokenizer, self.vocabulary)
 
     def __call__(self, prompt: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:  # type: ignore[override]
-        """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree)."""
+        """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree).
+
+        Every argument is checked before anything is generated (``ConfigError`` naming the value and the
+        valid range): ``bars``, ``voices``, ``num_return_sequences``, ``max_new_tokens`` whole numbers >= 1
+        (``True`` is not a number here), ``seed`` a whole number from 0, ``temperature`` > 0, ``0 < top_p <=
+        1``, ``constrained`` a bool, conditions and ``pickup`` text; then the request against the model's
+        positions (``GenerationBudgetError``)."""
+        if prompt is not None and not isinstance(prompt, str):
+            raise ConfigError(f"prompt={_short(prompt)}: give the opening bars as ABC text (a str), or None")
         return super().__call__(prompt or "", **kwargs)
 
     def infill(self, abc: str, first_bar: int, last_bar: int, *, attempts: int = 8, seed: int = 0,
@@ -140,15 +169,19 @@ class AbcGenerationPipeline(Pipeline):
         around them. The new bars are generated after the bars before them (a causal model cannot read
         the bars after, so the splice is checked instead): each attempt is spliced in and checked with the
         corpus's checks, and the first valid result is returned (``attempts`` seeds from ``seed``)."""
-        from abcgen.generation.sampling import check_sample
-        from abcgen.notation import events as ev
-        from abcgen.notation.bars import events_by_voice
-        from abcgen.notation.tune import normalise_tune
-
+        if not isinstance(abc, str):
+            raise ConfigError(f"abc={_short(abc)}: give the tune as ABC text (a str)")
+        for name, value in (("first_bar", first_bar), ("last_bar", last_bar)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name}={_short(value)}: give a whole number, a bar of the tune counted from 1")
+        _check_int("attempts", attempts, 1)
+        _check_int("seed", seed, 0, _MAX_SEED)
         tune = normalise_tune(abc)
         events = tune.events()
         if len(events_by_voice(events)) > 1:
             raise ConfigError("infilling supports single-voice tunes")
+        # segments[i] is the text of bar i + 1 of split_bars (each bar line closes one), so the bars as the
+        # bar count numbers them (with music, a leading pickup not counted) map to their text.
         segments, current = [], ""
         for event in events:
             current += event.text
@@ -157,9 +190,11 @@ class AbcGenerationPipeline(Pipeline):
                 current = ""
         if current.strip():
             segments.append(current)
-        music = [i for i, seg in enumerate(segments) if any(e.is_timed for e in _lex_segment(seg, tune))]
+        music = [bar.index - 1 for bar in counted_bars(split_bars(events, tune.unit_length, tune.meter))]
         if not 1 <= first_bar <= last_bar <= len(music):
-            raise ConfigError(f"bars {first_bar}..{last_bar} are not within the tune's {len(music)} bars")
+            raise ConfigError(f"bars {first_bar}..{last_bar} are not within the tune's {len(music)} bars (numbered "
+                              "from 1, a pickup not counted): give 1 <= first_bar <= last_bar <= "
+                              f"{len(music)}")
         before = "".join(segments[: music[first_bar - 1]])
         after = "".join(segments[music[last_bar - 1] + 1:])
         header = tune.to_abc()[: len(tune.to_abc()) - len(tune.body) - 1]
@@ -172,10 +207,11 @@ class AbcGenerationPipeline(Pipeline):
             # the generated bars end with the final bar line the constraint forces: make it a plain one
             middle = result["continuation"].rstrip().removesuffix("|]").rstrip() + "|"
             spliced = header + before + middle.strip() + (" " if after and not after.startswith("\n") else "") + after
-            valid, problems, bars = check_sample(spliced, with_bars=True)
-            last = {"abc": spliced.rstrip() + "\n", "valid": valid, "problems": problems, "bars": bars,
-                    "infilled_bars": (first_bar, last_bar), "attempts": attempt + 1}
-            if valid:
+            # the splice must keep the tune's number of bars (the generated bars are checked in place)
+            check = check_sample(spliced, num_bars=len(music))
+            last = {"abc": spliced.rstrip() + "\n", "valid": check.valid, "problems": check.problems,
+                    "bars": check.bars, "infilled_bars": (first_bar, last_bar), "attempts": attempt + 1}
+            if check.valid:
                 return last
         return last  # type: ignore[return-value]
 
@@ -183,15 +219,6 @@ class AbcGenerationPipeline(Pipeline):
 
     def _sanitize_parameters(
         self,
-        key: str | None = None,
-        meter: str | None = None,
-        unit_length: str | None = None,
-        rhythm: str | None = None,
-        origin: str | None = None,
-        composer: str | None = None,
-        tempo: str | None = None,
-        bars: int | None = None,
-        form: str | None = None,
         pickup: str | None = None,
         num_return_sequences: int = 1,
         temperature: float = 1.0,
@@ -200,17 +227,38 @@ class AbcGenerationPipeline(Pipeline):
         seed: int | None = None,
         constrained: bool = True,
         voices: int = 1,
-        **unknown: Any,
+        **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
+        unknown = [name for name in given if name not in CONDITIONS]
         if unknown:
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
-                                        f"{', '.join(CONTROL_NAMES)}, plus num_return_sequences, temperature, "
+                                        f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices")
-        requested = {"key": key, "meter": meter, "unit_length": unit_length, "rhythm": rhythm, "origin": origin,
-                     "composer": composer, "tempo": tempo, "bars": bars, "form": form}
+        if pickup is not None and not isinstance(pickup, str):
+            raise ConfigError(f"pickup={_short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
+        requested = {c.name: given.get(c.name) for c in registered_conditions()}
+        for condition in registered_conditions():
+            value = requested[condition.name]
+            if value is None:
+                continue
+            if condition.arg_type is int:
+                _check_int(condition.name, value, 1)
+            elif not isinstance(value, str):
+                raise ConfigError(f"{condition.name}={_short(value)}: give it as text (a str), e.g. "
+                                  f"{condition.name}={condition.example!r}")
+        _check_int("voices", voices, 1)
+        _check_int("num_return_sequences", num_return_sequences, 1)
+        if max_new_tokens is not None:
+            _check_int("max_new_tokens", max_new_tokens, 1)
+        if seed is not None:
+            _check_int("seed", seed, 0, _MAX_SEED)
+        _check_real("temperature", temperature, "a number above 0 (1.0 samples the model as trained; lower is "
+                    "more conservative)", lambda v: v > 0)
+        _check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
+        if not isinstance(constrained, bool):
+            raise ConfigError(f"constrained={_short(constrained)}: give True or False")
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
-        if isinstance(voices, bool) or not isinstance(voices, int) or voices < 1:
-            raise ConfigError(f"voices={voices!r}: give the number of voices as a whole number, 1 or more")
         preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "constrained": constrained}
@@ -221,7 +269,7 @@ class AbcGenerationPipeline(Pipeline):
         labels: dict[str, str] = {}
         for name, value in conditions.items():
             if name not in self.trained_conditions:
-                if name in STRUCTURAL:
+                if name in structural_conditions():
                     continue  # written into the header / enforced by the constraint; no prefix token
                 raise UnknownConditionError(f"the model was trained without {name!r} conditioning; it follows "
                                             f"{', '.join(self.trained_conditions)} (and writes key, meter, "
@@ -251,39 +299,56 @@ class AbcGenerationPipeline(Pipeline):
 
     def preprocess(self, prompt: str, conditions: dict[str, Any], pickup: str | None,
                    max_new_tokens: int | None, voices: int = 1) -> dict[str, Any]:
-        from abcgen.tokenization.extend import abc_to_ids
-        from abcgen.training.data import bos_ids
-
         if voices > 1 and prompt.strip():
             raise ConfigError(f"voices={voices} cannot be combined with a melody prompt: multi-voice generation "
                               "writes every voice from the first bar (give no prompt, or continue a single voice)")
         frame = self._frame(prompt, conditions, pickup)
         labels = self.check_conditions({k: v for k, v in conditions.items() if k in self.vocabulary.values})
-        prefix = self.vocabulary.prefix(labels)
-        definitions = "".join(f"V:{k}\n" for k in range(1, voices + 1)) if voices > 1 else ""
-        header = (f"X:1\nM:{frame['meter_text']}\nL:{frame['unit_text']}\n{definitions}K:{frame['key_text']}\n")
-        prefix_ids = bos_ids(self.tokenizer) + abc_to_ids(self.tokenizer, prefix)
+        fmt = self.prompt_format
+        header = fmt.header(meter=frame["meter_text"], unit_length=frame["unit_text"], key=frame["key_text"],
+                            voices=voices)
+        prefix_ids = fmt.context_ids(labels)
         # several voices: the body of voice 1 follows its V: line
-        ids = prefix_ids + abc_to_ids(self.tokenizer, header + frame["body"] + ("V:1\n" if voices > 1 else ""))
+        ids = fmt.prompt_ids(labels, header + frame["body"] + fmt.body_start(1, voices))
+        given = max_new_tokens is not None
         if max_new_tokens is None:
             # Room for the requested bars: ~12 tokens a bar is generous for folk tunes at L:1/8.
-            max_new_tokens = max(64, 12 * int(frame["bars"] or 32) + 16)
+            max_new_tokens = max(64, TOKENS_PER_BAR * int(frame["bars"] or 32) + 16)
+        self._check_positions(len(ids), max_new_tokens, voices, frame["bars"], given)
         return {"input_ids": torch.tensor([ids]), "frame": frame, "labels": labels, "header": header,
                 "max_new_tokens": max_new_tokens, "voices": voices, "prefix_ids": prefix_ids}
 
+    def _check_positions(self, prompt_tokens: int, max_new_tokens: int, voices: int, bars: int | None,
+                         given: bool) -> None:
+        """Refuse a request the model cannot hold: the prompt plus every voice's new tokens (voice k reads
+        the voices before it) beyond the model's positions -- checked before generating, since a transformer
+        decodes past its positions slowly and into nonsense, and ``bars=100000`` would run for hours."""
+        limit, source = position_limit(self.model)
+        estimate = prompt_tokens + voices * max_new_tokens
+        if estimate <= limit:
+            return
+        room = max(0, (limit - prompt_tokens) // voices)
+        per_voice = f" x {voices} voices" if voices > 1 else ""
+        if given:
+            what, fix = f"max_new_tokens={max_new_tokens}", f"give max_new_tokens <= {room}"
+        else:
+            what = f"bars={bars}" if bars is not None else "the default length"
+            fix = f"ask for at most {max(0, (room - 16) // TOKENS_PER_BAR)} bars"
+        raise GenerationBudgetError(
+            f"{what} needs about {estimate} tokens ({prompt_tokens} prompt + {max_new_tokens} new{per_voice}) but "
+            f"the model reads at most {limit} ({source}): {fix}")
+
     def _frame(self, prompt: str, conditions: dict[str, Any], pickup: str | None) -> dict[str, Any]:
         """Meter, unit length, key, bars and the melody prompt's body, all checked before generating."""
-        from abcgen.notation.checks import check_tune
-        from abcgen.notation.tune import normalise_tune
-
         body = ""
         open_repeat = False
+        check = None
         prompt = prompt.strip("\n")
         header_meter = header_key = header_unit = None
         if prompt:
             text = prompt if re.search(r"^K:", prompt, re.MULTILINE) else (
-                f"X:1\nM:{conditions.get('meter', '4/4')}\nL:{conditions.get('unit_length', '1/8')}\n"
-                f"K:{conditions.get('key', 'C')}\n{prompt}\n")
+                abc_header(meter=conditions.get("meter", "4/4"), unit_length=conditions.get("unit_length", "1/8"),
+                           key=conditions.get("key", "C")) + f"{prompt}\n")
             try:
                 tune = normalise_tune(text)
             except AbcParseError as exc:
@@ -292,8 +357,8 @@ class AbcGenerationPipeline(Pipeline):
             header_meter, header_key, header_unit = tune.get("M"), tune.get("K"), tune.get("L")
             check = check_tune(tune)  # the corpus's checks; truncation is covered by the bar-line rule below
             # A prompt may stop inside a repeat ("|:dAF DFA|"): the constraint then has to close it.
-            open_repeat = any("never closed" in p for p in check.repeats)
-            problems = check.bar_problems + [p for p in check.repeats if "never closed" not in p]
+            open_repeat = check.open_repeat
+            problems = check.bar_problems + check.repeats_except_open
             if problems:
                 raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
             if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
@@ -325,7 +390,8 @@ class AbcGenerationPipeline(Pipeline):
             raise ConfigError(f"form={form!r}: give section letters such as 'AABB' or 'ABAC'")
         if bars is not None and form and int(bars) % len(form):
             raise ConfigError(f"bars={bars} cannot be split into the {len(form)} sections of form {form!r}")
-        prompt_bars = body.count("|") - body.count("||") if body else 0
+        # Counted as every bar count is (BarReport.num_bars): bars with music, a leading pickup not counted.
+        prompt_bars = check.report.num_bars if body else 0
         return {"meter": meter, "meter_text": meter_text, "unit": unit, "unit_text": unit_text,
                 "key": key, "key_text": format_key(key), "bars": int(bars) if bars is not None else None,
                 "form": form, "pickup": pickup_length or Fraction(0), "body": body, "prompt_bars": prompt_bars,
@@ -341,20 +407,16 @@ class AbcGenerationPipeline(Pipeline):
         frame, max_new_tokens = model_inputs["frame"], model_inputs["max_new_tokens"]
         processors = LogitsProcessorList()
         if constrained:
-            from abcgen.generation.constraints import AbcConstraint, AbcLogitsProcessor
-
             try:
                 constraints = [
                     AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"],
                                   key=frame["key_text"], num_bars=_remaining_bars(frame),
                                   max_new_tokens=max_new_tokens, pickup=frame["pickup"] if not frame["body"] else 0,
-                                  form=frame["form"], open_repeat=frame["open_repeat"])
+                                  form=frame["form"], open_repeat=frame["open_repeat"], rules=LEGACY_RULES)
                     for _ in range(num_return_sequences)
                 ]
-            except ConfigError as exc:
-                if str(exc).startswith("max_new_tokens="):
-                    raise GenerationBudgetError(str(exc)) from exc
-                raise
+            except BudgetTooSmallError as exc:
+                raise GenerationBudgetError(str(exc)) from exc
             processors.append(AbcLogitsProcessor(constraints, [input_ids.shape[1]] * num_return_sequences))
         rng_state = torch.random.get_rng_state()
         if seed is not None:
@@ -380,10 +442,8 @@ class AbcGenerationPipeline(Pipeline):
     def _voice_body(self, voices: list[list[int]]) -> str:
         """The body of the voices written so far: ``V:1``, voice 1's bars, ``V:2``, ... (each voice's text
         up to its EOS, stripped, on lines of its own)."""
-        from abcgen.tokenization.extend import ids_to_abc
-
-        return "".join(f"V:{k}\n{ids_to_abc(self.tokenizer, _until_eos(ids, self.tokenizer)).strip()}\n"
-                       for k, ids in enumerate(voices, 1))
+        fmt = self.prompt_format
+        return fmt.join_voices([fmt.decode(_until_eos(ids, self.tokenizer)) for ids in voices])
 
     def _next_voice(self, model_inputs: dict[str, Any], voice: int, voice_ids: list[list[list[int]]],
                     temperature: float, top_p: float, constrained: bool) -> None:
@@ -392,11 +452,10 @@ class AbcGenerationPipeline(Pipeline):
         rows' ids to ``voice_ids``."""
         from transformers import LogitsProcessorList
 
-        from abcgen.tokenization.extend import abc_to_ids
-
         frame, max_new_tokens = model_inputs["frame"], model_inputs["max_new_tokens"]
-        prompts = [model_inputs["prefix_ids"] + abc_to_ids(self.tokenizer, model_inputs["header"]
-                                                           + self._voice_body(rows) + f"V:{voice}\n")
+        fmt = self.prompt_format
+        prompts = [fmt.prompt_ids(model_inputs["labels"], model_inputs["header"] + self._voice_body(rows)
+                                  + fmt.body_start(voice, model_inputs["voices"]))
                    for rows in voice_ids]
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
@@ -404,13 +463,11 @@ class AbcGenerationPipeline(Pipeline):
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.model.device)
         processors = LogitsProcessorList()
         if constrained:
-            from abcgen.generation.constraints import AbcConstraint, AbcLogitsProcessor, bar_template
-
             # Voice 1 fitted in max_new_tokens, so its template (same bar lines, fewest notes) fits too.
             constraints = [
                 AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"], key=frame["key_text"],
                               num_bars=None, max_new_tokens=max_new_tokens, pickup=frame["pickup"],
-                              bar_lines=bar_template(self.tokenizer, rows[0]))
+                              bar_lines=bar_template(self.tokenizer, rows[0]), rules=LEGACY_RULES)
                 for rows in voice_ids
             ]
             processors.append(AbcLogitsProcessor(constraints, width))
@@ -425,9 +482,6 @@ class AbcGenerationPipeline(Pipeline):
     # --- postprocess: text, checks, report --------------------------------------------------------------
 
     def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
-        from abcgen.generation.sampling import check_sample
-        from abcgen.tokenization.extend import ids_to_abc
-
         frame = model_outputs["frame"]
         results = []
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
@@ -435,10 +489,10 @@ class AbcGenerationPipeline(Pipeline):
             for voices in model_outputs["voice_ids"]:
                 body = self._voice_body(voices)
                 abc = model_outputs["header"] + body
-                valid, problems, bars = check_sample(abc, with_bars=True)
+                check = check_sample(abc, num_bars=frame["bars"])
                 generated = sum(len(_until_eos(ids, self.tokenizer)) for ids in voices)
-                results.append({"abc": abc, "valid": valid, "problems": problems,
-                                "conditions": model_outputs["labels"], "bars": bars,
+                results.append({"abc": abc, "valid": check.valid, "problems": check.problems,
+                                "conditions": model_outputs["labels"], "bars": check.bars,
                                 "constrained": model_outputs["constrained"], "generated_tokens": generated,
                                 "continuation": body, "voices": len(voices)})
             return results
@@ -446,12 +500,12 @@ class AbcGenerationPipeline(Pipeline):
             ids = row.tolist()
             # tokens the model really generated: up to and including EOS (the rest is batch padding)
             generated = next((i + 1 for i, t in enumerate(ids) if t == eos), len(ids) - sum(t == pad for t in ids))
-            continuation = ids_to_abc(self.tokenizer, ids)
+            continuation = self.prompt_format.decode(ids)
             abc = model_outputs["header"] + frame["body"] + continuation
             abc = abc.rstrip() + "\n"
-            valid, problems, bars = check_sample(abc, with_bars=True)
-            results.append({"abc": abc, "valid": valid, "problems": problems, "conditions": model_outputs["labels"],
-                            "bars": bars, "constrained": model_outputs["constrained"], "generated_tokens": generated,
+            check = check_sample(abc, num_bars=frame["bars"])
+            results.append({"abc": abc, "valid": check.valid, "problems": check.problems,
+                            "conditions": model_outputs["labels"], "bars": check.bars, "constrained": model_outputs["constrained"], "generated_tokens": generated,
                             "continuation": continuation})
         return results
 
@@ -465,12 +519,6 @@ def _until_eos(ids: list[int], tokenizer: Any) -> list[int]:
     return [t for t in ids if t != pad]
 
 
-def _lex_segment(text: str, tune: Any) -> list[Any]:
-    from abcgen.notation.lexer import lex_body
-
-    return lex_body(text, tune.unit_length, tune.meter)
-
-
 def _remaining_bars(frame: dict[str, Any]) -> int | None:
     if frame["bars"] is None:
         return None
@@ -481,8 +529,95 @@ def _remaining_bars(frame: dict[str, Any]) -> int | None:
     return remaining
 
 
+# The default token budget per bar (generous for folk tunes at L:1/8) and the largest seed torch accepts.
+TOKENS_PER_BAR = 12
+_MAX_SEED = 2**63 - 1
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a bad value, cut to one short line for a message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """A whole number in ``low..high`` (``bool`` is not one here: ``bars=True`` is a mistake, not 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or \
+            (high is not None and value > high):
+        valid = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ConfigError(f"{name}={_short(value)}: give a whole number {valid}")
+
+
+def _check_real(name: str, value: Any, valid: str, ok: Any) -> None:
+    """A finite real number (int or float, not bool) for which ``ok(value)`` holds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"{name}={_short(value)}: give {valid}")
+
+
 def _fraction_text(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
+
+
+def load_pipeline(model: str | Path) -> AbcGenerationPipeline:
+    """``pipeline("abc-generation", model=model)`` with the model folder checked first (missing folder,
+    tokenizer, vocabulary, truncated weights: one-line ``ConfigError``), and loader failures (a hub id
+    that cannot be fetched, an unreadable config) turned into one-line ``ConfigError``s as well."""
+    from transformers import pipeline
+
+
+    check_model_path(model)
+    try:
+        return pipeline(TASK, model=str(model))
+    except AbcgenError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        raise load_error(model, exc) from exc
+
+
+def read_prompt(path: str | Path) -> str:
+    """The text of a melody prompt file (``abcgen generate --prompt``); ``ConfigError`` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prompt file {str(path)!r} does not exist (or is not a file): give an ABC file with the "
+                          "opening bars to continue")
+    text, reason = read_text(path)
+    if text is None:
+        raise ConfigError(f"prompt file {str(path)!r} cannot be read ({reason}): give an ABC text file")
+    return text
+
+
+def generate_to_folder(model: str | Path, out: str | Path, prompt_file: str | Path | None = None, *,
+                       render: str | Sequence[str] = (), soundfont: str | Path | None = None, overwrite: bool = False,
+                       **call: Any) -> dict[str, Any]:
+    """``abcgen generate``: tunes from ``load_pipeline(model)(prompt, **call)`` written to ``out`` as
+    ``tune_NN.abc`` (and each ``render`` format), with ``summary.json``; returns the summary.
+
+    Checked before generating: the output folder (a used one only with ``overwrite``), the render formats
+    and their tools, the prompt file, the model folder and every pipeline argument. The folder is written
+    whole or not at all (``abcgen.atomic``): a failure leaves the previous output untouched."""
+    out = Path(out)
+    check_output_dir(out, overwrite=overwrite)
+    formats: tuple[str, ...] = ()
+    if render:
+        formats = check_render_request(render, soundfont)
+    prompt = read_prompt(prompt_file) if prompt_file is not None else None
+    pipe = load_pipeline(model)
+    tunes = pipe(prompt, **call)
+    entries = []
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        for index, tune in enumerate(tunes):
+            name = f"tune_{index:02d}"
+            (tmp / f"{name}.abc").write_text(tune["abc"], encoding="utf-8")
+            entry = {"file": str(out / f"{name}.abc"),
+                     **{k: tune[k] for k in ("valid", "problems", "conditions", "constrained")},
+                     "num_bars": len(tune["bars"])}
+            if formats:
+                written = render_abc(tune["abc"], tmp / name, formats, soundfont=soundfont)
+                entry["rendered"] = {fmt: str(out / path.name) for fmt, path in written.items()}
+            entries.append(entry)
+        summary = {"model": str(model), "valid": sum(t["valid"] for t in tunes), "num": len(tunes), "tunes": entries}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
 
 
 def register_pipeline() -> None:
@@ -496,7 +631,7 @@ def register_pipeline() -> None:
 
 
 __all__ = ["AbcGenerationPipeline", "AbcgenError", "GenerationBudgetError", "UnknownConditionError",
-           "load_control_vocabulary", "register_pipeline"]
+           "generate_to_folder", "load_control_vocabulary", "load_pipeline", "read_prompt", "register_pipeline"]
 
 # Importing this module registers the task (abcgen/_lazy_registration.py imports it when transformers'
 # pipelines are first imported).

@@ -41,6 +41,7 @@ from torch import nn
 
 from abcgen.errors import ConfigError
 from abcgen.models.pianoroll import RollGrid
+from abcgen.notation.lexer import parse_fraction
 
 MODEL_TYPE = "abcgen_gan"
 CONFIG_NAME = "config.json"
@@ -99,8 +100,6 @@ class MusicGANConfig:
 
 
 def _meter_length(meter: str) -> Fraction:
-    from abcgen.notation.lexer import parse_fraction
-
     length = parse_fraction(meter)
     if length is None:
         raise ConfigError(f"meter {meter!r} has no bar length: give one such as 4/4 or 6/8")

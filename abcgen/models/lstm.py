@@ -43,7 +43,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import slice_logits_to_keep
 
 from abcgen.errors import ConfigError
-from abcgen.models.lstm_config import MODEL_TYPE, MusicLSTMConfig
+from abcgen.models.lstm_config import MODEL_TYPE, MusicLSTMConfig, register_auto_config
 
 # nn.LSTM packs its four gates as (input, forget, cell, output) blocks of H rows each.
 _FORGET_GATE = 1
@@ -337,8 +337,6 @@ def register_auto_classes() -> None:
     """Register ``MusicLSTM`` with ``AutoModelForCausalLM`` (its config with ``AutoConfig`` too, if that has
     not happened yet); idempotent. ``import abcgen`` arranges for this to run (``abcgen._lazy_registration``)."""
     from transformers import AutoModelForCausalLM
-
-    from abcgen.models.lstm_config import register_auto_config
 
     register_auto_config()
     AutoModelForCausalLM.register(MusicLSTMConfig, MusicLSTM, exist_ok=True)

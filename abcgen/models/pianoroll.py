@@ -7,7 +7,7 @@
   merge into one long ``A2``.
 
 Pitch index ``i`` is MIDI pitch ``lowest_pitch + i``. Only one pitch sounds at a time (a melody: a chord
-contributes its top note, as in ``abcgen.evaluation.piece``).
+contributes its top note, as in ``abcgen.notation.piece``).
 
 **Grid.** Time is quantised to ``steps_per_whole_note`` steps per whole note (16: a sixteenth note a step),
 so a 4/4 or 2/2 bar has 16 steps, a 6/8 or 3/4 bar 12, a 2/4 bar 8 and a 9/8 bar 18. The roll's time axis
@@ -48,12 +48,13 @@ from typing import Any
 
 import numpy as np
 
+from abcgen.corpus.labels import normalise_meter
 from abcgen.errors import ConfigError
-from abcgen.evaluation.piece import read_piece
 from abcgen.notation import events as ev
 from abcgen.notation.bars import events_by_voice, split_bars
 from abcgen.notation.keys import LETTERS, Key, format_key, parse_key
 from abcgen.notation.lexer import parse_fraction
+from abcgen.notation.piece import read_piece
 from abcgen.notation.transpose import format_pitch, transpose_to_key
 from abcgen.notation.tune import parse_tune
 
@@ -290,8 +291,6 @@ def _window(notes: list[tuple[Fraction, Fraction, int]], start: Fraction, meter:
 
 def _meter_label(written: str | None, meter: Fraction) -> str:
     """The corpus's meter label (``C`` -> ``4/4``), as ``abcgen.corpus.labels.normalise_meter`` writes it."""
-    from abcgen.corpus.labels import normalise_meter
-
     return normalise_meter(meter, written)
 
 

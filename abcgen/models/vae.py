@@ -36,7 +36,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from abcgen.errors import ConfigError
-from abcgen.models.vae_config import MODEL_TYPE, MusicVaeConfig
+from abcgen.models.vae_config import MODEL_TYPE, MusicVaeConfig, register_auto_config
 
 
 @dataclass
@@ -278,8 +278,6 @@ def register_auto_classes() -> None:
     ``import abcgen`` arranges for this to run (``abcgen._lazy_registration``), so ``from_pretrained`` and the
     ``abc-generation`` pipeline (which then samples from the prior) load a VAE folder."""
     from transformers import AutoModelForCausalLM
-
-    from abcgen.models.vae_config import register_auto_config
 
     register_auto_config()
     AutoModelForCausalLM.register(MusicVaeConfig, MusicVAE, exist_ok=True)

@@ -73,10 +73,39 @@ class BarReport:
     @property
     def num_bars(self) -> int:
         """Bars with music, not counting a leading pickup."""
-        counted = [b for b in self.bars if b.has_notes]
-        if counted and counted[0].meter and counted[0].duration < counted[0].meter:
-            counted = counted[1:]
-        return len(counted)
+        return len(counted_bars(self.bars))
+
+
+def counted_bars(bars: list[Bar]) -> list[Bar]:
+    """The bars a tune's bar count counts, in order: bars with music, without a leading pickup (a first
+    bar shorter than the meter). Bar ``n`` of a tune, as a user numbers it, is ``counted_bars(...)[n - 1]``;
+    ``BarReport.num_bars``, the corpus's ``num_bars``, the generation pipeline and infilling all count
+    with this function."""
+    counted = [b for b in bars if b.has_notes]
+    if counted and counted[0].meter and counted[0].duration < counted[0].meter:
+        counted = counted[1:]
+    return counted
+
+
+class _BarLengths:
+    """A bar's length in whole notes from its running count of ``L:`` units. Bar lengths repeat (most bars
+    of a tune are full): whole-number lengths are cached per unit length."""
+
+    __slots__ = ("cache", "unit")
+
+    def __init__(self, unit_length: Fraction) -> None:
+        self.cache: dict[int, Fraction] = {}
+        self.unit = unit_length
+
+    def whole_notes(self, whole_units: int, frac_units: Fraction | int, unit_length: Fraction) -> Fraction:
+        if frac_units != 0:
+            return (frac_units + whole_units) * unit_length
+        if self.unit is not unit_length:
+            self.cache, self.unit = {}, unit_length
+        total = self.cache.get(whole_units)
+        if total is None:
+            total = self.cache[whole_units] = whole_units * unit_length
+        return total
 
 
 def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | None) -> list[Bar]:
@@ -95,37 +124,15 @@ def split_bars(events: list[Event], unit_length: Fraction, meter: Fraction | Non
     first: Event | None = None
     bar_meter = meter
 
-    # Bar lengths repeat (most bars of a tune are full): cache whole-number lengths per unit length.
-    scaled: dict[int, Fraction] = {}
-    scaled_unit = unit_length
+    lengths = _BarLengths(unit_length)
 
     def close(closing: str, at: Event | None) -> None:
         nonlocal whole_units, frac_units, has_notes, multi_rest, overlay, first, ending, section_start
-        nonlocal scaled, scaled_unit
         anchor = first or at
-        if frac_units == 0:
-            if scaled_unit is not unit_length:
-                scaled, scaled_unit = {}, unit_length
-            total = scaled.get(whole_units)
-            if total is None:
-                total = scaled[whole_units] = whole_units * unit_length
-        else:
-            total = (frac_units + whole_units) * unit_length
-        bars.append(
-            Bar(
-                index=len(bars) + 1,
-                duration=total,
-                meter=bar_meter,
-                opening=opening,
-                closing=closing,
-                line=anchor.line if anchor else 1,
-                column=anchor.column if anchor else 1,
-                ending=ending,
-                has_notes=has_notes,
-                multi_rest=multi_rest,
-                section_start=section_start,
-            )
-        )
+        bars.append(Bar(index=len(bars) + 1, duration=lengths.whole_notes(whole_units, frac_units, unit_length),
+                        meter=bar_meter, opening=opening, closing=closing, line=anchor.line if anchor else 1,
+                        column=anchor.column if anchor else 1, ending=ending, has_notes=has_notes,
+                        multi_rest=multi_rest, section_start=section_start))
         whole_units = frac_units = 0
         has_notes = multi_rest = overlay = section_start = False
         ending = ""

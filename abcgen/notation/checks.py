@@ -1,12 +1,14 @@
 """Everything wrong with a normalised tune, in one place: the corpus builder, ``abcgen check`` and the
-checks of generated tunes all ask this function, so "valid" means the same thing everywhere."""
+checks of generated tunes all ask this function, so "valid" means the same thing everywhere. The strict
+abc2midi checker (``abc2midi_check``, from ``abcgen.notation.abc2midi``) is importable from here too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from abcgen.notation.abc2midi import abc2midi_check  # noqa: F401  -- the strict checker, a second opinion
 from abcgen.notation.bars import BarReport, check_bars
-from abcgen.notation.structure import is_truncated, repeat_problems
+from abcgen.notation.structure import REPEAT_UNCLOSED, is_truncated, repeat_problems
 from abcgen.notation.tune import Tune
 
 
@@ -23,6 +25,16 @@ class TuneCheck:
     @property
     def bar_problems(self) -> list[str]:
         return [str(p) for p in self.report.problems]
+
+    @property
+    def open_repeat(self) -> bool:
+        """A ``|:`` left open at the end of the body (a melody prompt that stops inside a repeat)."""
+        return any(getattr(p, "kind", None) == REPEAT_UNCLOSED for p in self.repeats)
+
+    @property
+    def repeats_except_open(self) -> list[str]:
+        """The repeat problems other than a repeat left open at the end."""
+        return [p for p in self.repeats if getattr(p, "kind", None) != REPEAT_UNCLOSED]
 
     @property
     def structural_problems(self) -> list[str]:

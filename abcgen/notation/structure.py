@@ -16,9 +16,24 @@ from abcgen.notation.events import Event
 
 _FORM_RE = re.compile(r"^[A-Z](?:[A-Z0-9.() ]*)$")
 
+# Kinds of repeat problems (``RepeatProblem.kind``), so callers branch on the kind, not on the message.
+REPEAT_REOPENED, REPEAT_UNCLOSED, ENDING_ORDER = "reopened", "unclosed", "ending_order"
+
+
+class RepeatProblem(str):
+    """One problem found by ``repeat_problems``: its message (it is a ``str``) and its ``kind``."""
+
+    kind: str
+
+    def __new__(cls, message: str, kind: str = "") -> RepeatProblem:  # default: unpickling passes the text only
+        problem = super().__new__(cls, message)
+        problem.kind = kind
+        return problem
+
 
 def repeat_problems(events: list[Event]) -> list[str]:
-    """Unbalanced repeats and endings out of order, each as 'bar N: what'.
+    """Unbalanced repeats and endings out of order, each as 'bar N: what' (a ``RepeatProblem``, whose
+    ``kind`` says which).
 
     ``:|`` without an open ``|:`` repeats from the start of the tune or from the last double bar
     (legal ABC); ``|:`` opened twice without a close, a repeat left open at the end, and endings out of
@@ -45,7 +60,8 @@ def repeat_problems(events: list[Event]) -> list[str]:
                 open_at = None
             if opens:
                 if open_at is not None and not closes:
-                    problems.append(f"bar {bar_no}: '|:' opens a repeat while the one from bar {open_at} is still open")
+                    problems.append(RepeatProblem(f"bar {bar_no}: '|:' opens a repeat while the one from bar {open_at} is "
+                                                  "still open", REPEAT_REOPENED))
                 open_at = bar_no
                 last_ending = 0
             elif core in ("||", "|]", "[|") and not any(c.isdigit() for c in text):
@@ -53,10 +69,11 @@ def repeat_problems(events: list[Event]) -> list[str]:
         number = ending_number(text) if (event.kind == ev.ENDING or re.search(r"\d", text)) else 0
         if number:
             if number != last_ending + 1:
-                problems.append(f"bar {bar_no}: ending {number} follows ending {last_ending or 'none'}")
+                problems.append(RepeatProblem(f"bar {bar_no}: ending {number} follows ending {last_ending or 'none'}",
+                                              ENDING_ORDER))
             last_ending = number
     if open_at is not None:
-        problems.append(f"bar {open_at}: '|:' opens a repeat that is never closed")
+        problems.append(RepeatProblem(f"bar {open_at}: '|:' opens a repeat that is never closed", REPEAT_UNCLOSED))
     return problems
 
 

@@ -141,13 +141,16 @@ def parse_tune(text: str, *, name: str | None = None) -> Tune:
     fields: list[tuple[str, str]] = []
     dropped: list[str] = []
     body_start = None
+    in_directive = False  # a header comment or %% directive continued with "\\" onto the next line
     for i, line in enumerate(lines):
         stripped = line.strip()
         if not stripped:
             continue
-        if stripped.startswith("%"):
+        if stripped.startswith("%") or (in_directive and not _FIELD_LINE_RE.match(stripped)):
             dropped.append(stripped)
+            in_directive = stripped.endswith("\\")
             continue
+        in_directive = False
         m = _FIELD_LINE_RE.match(stripped)
         if stripped.startswith("+:") and fields:
             key, value = fields[-1]
@@ -195,14 +198,52 @@ def _looks_like_prose(line: str) -> bool:
     return len(foreign) >= 2 and len(re.findall(r"[A-Za-z]{4,}", outside)) >= 1
 
 
+_CONTINUATION_RE = re.compile(r"\\[ \t]*$")
+
+
+def join_continuations(body: str, dropped: list[str] | None = None) -> str:
+    """Join music lines continued with ``\\``: ``"abc|\\\ndef|"`` is the one line ``"abc|def|"``.
+
+    ABC 2.1 allows field lines and comment lines between continued lines (the music goes on after them).
+    A body field (``K:``, ``M:``, ``L:``, ``P:``, ``Q:``, ``V:``) between them is kept where it stands, as the
+    inline field ``[K:G]`` (it applies from that point on, exactly as the line did); any other field or a
+    comment line there is dropped (added to ``dropped``). Joining them into the music as text would read
+    ``K:G`` as notes. A comment line never continues (its ``\\`` is part of the comment)."""
+    body = body.replace("\r\n", "\n")
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    continued: list[str] | None = None  # pieces of the music line being continued
+    for raw in body.split("\n"):
+        stripped = raw.strip()
+        field = _FIELD_LINE_RE.match(stripped)
+        if continued is not None and (stripped.startswith("%") or field):
+            if field and field.group(1) in BODY_FIELDS:
+                continued.append(f"[{field.group(1)}:{_strip_comment(field.group(2)).strip()}]")
+            elif dropped is not None:
+                dropped.append(stripped)
+            continue
+        if stripped.startswith("%") or field:
+            out.append(raw)
+            continue
+        music = _strip_comment(raw)
+        if m := _CONTINUATION_RE.search(music):
+            continued = [*(continued or []), music[: m.start()]]
+            continue
+        out.append("".join(continued or []) + raw)
+        continued = None
+    if continued is not None:  # the body ends on a continuation: it continues into nothing
+        out.append("".join(continued))
+    return "\n".join(out)
+
+
 def normalise_body(
     body: str, unit_length: Fraction, meter: Fraction | None, *, name: str | None = None, compound: bool = False
 ) -> tuple[str, list[str], list[ev.Event]]:
     """The canonical body text, the list of what was dropped (for reports) and the lexed body.
     Raises ``AbcParseError`` when the body is not ABC music."""
     dropped: list[str] = []
-    # Join continuation lines first: "abc \\\n def" is one line of music.
-    body = re.sub(r"\\[ \t]*\n", "", body.replace("\r\n", "\n"))
+    body = join_continuations(body, dropped)
     kept: list[str] = []
     for raw in body.split("\n"):
         line = raw if raw.startswith("%%") else _strip_comment(raw)

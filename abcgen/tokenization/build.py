@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from abcgen.atomic import atomic_output_dir, check_apart, check_output_dir
 from abcgen.controls import FILENAME as CONTROLS_FILENAME
 from abcgen.controls import ControlVocabulary
 from abcgen.errors import ConfigError
@@ -28,7 +29,7 @@ from abcgen.tokenization.units import (
 logger = logging.getLogger(__name__)
 
 REPORT_FILENAME = "tokenizer_report.json"
-SHIPPED = "shipped"  # units_spec value meaning tokenizers/abc_units.json
+SHIPPED = "shipped"  # units_spec value meaning abcgen/assets/abc_units.json
 
 
 def _load_corpus(data_dir: Path) -> Any:
@@ -56,18 +57,23 @@ def tokenizer_build_command(
     max_units: int = DEFAULT_MAX_UNITS,
     isolate_units: bool = True,
     allow_round_trip_failures: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Build, save and check a music tokenizer; returns the report (also written to ``tokenizer_report.json``).
 
     * ``base``: hub id or folder of the base tokenizer; ``data_dir``: a corpus folder from
       ``abcgen data build``; ``out_dir``: where the tokenizer folder is written.
     * ``units_spec``: ``None`` counts units over the train split (``min_count``/``max_units``);
-      ``"shipped"`` uses ``tokenizers/abc_units.json``; any other value is a spec file to use.
+      ``"shipped"`` uses ``abcgen/assets/abc_units.json``; any other value is a spec file to use.
     * Control tokens come from ``DATA_DIR/control_vocabulary.json`` (none if the file is missing).
     * The saved folder is reloaded with ``AutoTokenizer`` and every tune of every split must decode back
-      exactly; otherwise ``ConfigError`` (after writing the report) unless ``allow_round_trip_failures``.
+      exactly; otherwise ``ConfigError`` (naming the first failing rows) unless ``allow_round_trip_failures``.
+    * The folder is written to a temporary sibling and renamed into place only when every check passed: a
+      failure leaves an earlier ``out_dir`` as it was. A used ``out_dir`` is refused unless ``overwrite``.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    check_output_dir(out_dir, overwrite=overwrite)  # before any work
+    check_apart(out_dir, [("--data", data_dir), ("--base", base), ("--units", units_spec)])
     base_tok = load_base_tokenizer(base)  # fail on a bad base before the slow corpus work
     corpus = _load_corpus(data_dir)
     train_abc = list(corpus["train"]["abc"])
@@ -84,26 +90,29 @@ def tokenizer_build_command(
     else:
         logger.warning("%s has no %s: the tokenizer gets no control tokens", data_dir, CONTROLS_FILENAME)
 
-    build_music_tokenizer(base_tok, spec, controls, isolate_units=isolate_units, save_to=out_dir)
-    tokenizer = load_music_tokenizer(out_dir)  # check what AutoTokenizer gives back, not the object in memory
+    with atomic_output_dir(out_dir, overwrite=overwrite) as tmp:
+        build_music_tokenizer(base_tok, spec, controls, isolate_units=isolate_units, save_to=tmp)
+        tokenizer = load_music_tokenizer(tmp)  # check what AutoTokenizer gives back, not the object in memory
 
-    report: dict[str, Any] = {"base": _base_name(base), "out_dir": str(out_dir), "metadata": tokenizer.abcgen_metadata}
-    num_failures = 0
-    for split in corpus:
-        texts = list(corpus[split]["abc"])
-        report[split] = compare_tokenizers(tokenizer, base_tok, texts)
-        num_failures += report[split]["num_round_trip_failures"]
-        logger.info("%s: %d tunes, tokens/tune %.1f (base %.1f), %d round-trip failures", split, len(texts),
-                    report[split]["music"]["mean"], report[split]["base"]["mean"], report[split]["num_round_trip_failures"])
-    report["num_round_trip_failures"] = num_failures
-    (out_dir / REPORT_FILENAME).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    if num_failures and not allow_round_trip_failures:
-        first = next(
-            (f"{split} row {report[split]['round_trip_failures'][0]}" for split in corpus
-             if report[split]["round_trip_failures"]), "?",
-        )
-        raise ConfigError(
-            f"{num_failures} corpus tunes do not decode back exactly with base {_base_name(base)!r} (first: {first}; "
-            f"see {out_dir / REPORT_FILENAME}); try isolate_units=False, or a byte-level base tokenizer"
-        )
+        report: dict[str, Any] = {"base": _base_name(base), "out_dir": str(out_dir),
+                                  "metadata": tokenizer.abcgen_metadata}
+        num_failures = 0
+        for split in corpus:
+            texts = list(corpus[split]["abc"])
+            report[split] = compare_tokenizers(tokenizer, base_tok, texts)
+            num_failures += report[split]["num_round_trip_failures"]
+            logger.info("%s: %d tunes, tokens/tune %.1f (base %.1f), %d round-trip failures", split, len(texts),
+                        report[split]["music"]["mean"], report[split]["base"]["mean"],
+                        report[split]["num_round_trip_failures"])
+        report["num_round_trip_failures"] = num_failures
+        if num_failures and not allow_round_trip_failures:
+            first = [f"{split} rows {report[split]['round_trip_failures'][:5]}" for split in corpus
+                     if report[split]["round_trip_failures"]]
+            # Raised inside the block: the temporary folder goes, an earlier tokenizer at out_dir stays.
+            raise ConfigError(
+                f"{num_failures} corpus tunes do not decode back exactly with base {_base_name(base)!r} "
+                f"({'; '.join(first)}); nothing was written to {str(out_dir)!r}: try isolate_units=False, a "
+                "byte-level base tokenizer, or --allow-round-trip-failures to write it anyway"
+            )
+        (tmp / REPORT_FILENAME).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return report

@@ -40,6 +40,7 @@ from transformers import AddedToken, AutoTokenizer, PreTrainedTokenizerBase
 from abcgen.controls import ControlVocabulary
 from abcgen.errors import ConfigError
 from abcgen.tokenization.units import SPEC_FILENAME, UnitSpec
+from abcgen.versioned import read_versioned
 
 logger = logging.getLogger(__name__)
 
@@ -218,11 +219,8 @@ def load_music_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
     if not meta_path.is_file():
         raise ConfigError(f"{str(folder)!r} has no {METADATA_FILENAME}: it is not an abcgen music tokenizer; "
                           "build one with `abcgen tokenizer build`")
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    version = metadata.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ConfigError(f"{str(meta_path)!r} has schema_version {version!r}; this abcgen reads {SCHEMA_VERSION}: "
-                          "rebuild the tokenizer with `abcgen tokenizer build`")
+    metadata = read_versioned(meta_path, "music tokenizer metadata", SCHEMA_VERSION,
+                              fix="rebuild the tokenizer with `abcgen tokenizer build`")
     tokenizer = load_base_tokenizer(folder)
     tokenizer.abcgen_metadata = metadata
     return tokenizer

@@ -13,7 +13,7 @@ tokenizer instead isolates music units in body lines with a pre-tokenizer (see `
 one-character unit still ends up as one base token.
 
 Measured on the embedded corpus (12,747 normalised tunes from music21's oneills1850, ryansMammoth,
-airdsAirs, miscFolk and essenFolksong; 2,185,551 body characters; ``tokenizers/abc_units.json``):
+airdsAirs, miscFolk and essenFolksong; 2,185,551 body characters; ``abcgen/assets/abc_units.json``):
 721 distinct multi-character candidates cover 41.6 % of body characters. Keeping those seen at least
 20 times gives 293 units (256 notes, 10 bar lines, 12 chord symbols, 7 rests, 4 inline fields, 2 endings,
 1 tuplet, 1 broken rhythm) covering 41.3 % of body characters and 99.5 % of candidate occurrences;
@@ -25,7 +25,6 @@ one-character units (single notes, ``|``, spaces), which the pre-tokenizer isola
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -34,14 +33,16 @@ from pathlib import Path
 
 from abcgen.errors import AbcParseError, ConfigError
 from abcgen.notation import events as ev
+from abcgen.notation.tune import normalise_abc, parse_tune, split_tunes
+from abcgen.versioned import read_versioned, write_versioned
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SPEC_FILENAME = "abc_units.json"
-# The shipped default spec lives in the repository's data folder ``tokenizers/`` (not in the package,
-# so that it is reviewed as data); ``regenerate_default_spec`` rewrites it.
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[2] / "tokenizers" / SPEC_FILENAME
+# The shipped default spec is package data (``abcgen/assets/``), so a wheel install has it too;
+# ``regenerate_default_spec`` rewrites it.
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "assets" / SPEC_FILENAME
 
 # Event kinds whose texts may become units (see the module docstring for what is left out and why).
 UNIT_KINDS: tuple[str, ...] = (
@@ -114,15 +115,13 @@ class UnitSpec:
         if path.is_dir():
             path = path / SPEC_FILENAME
         payload = {
-            "schema_version": SCHEMA_VERSION,
             "source": self.source,
             "min_count": self.min_count,
             "max_units": self.max_units,
             "stats": self.stats,
             "units": [asdict(unit) for unit in self.units],
         }
-        path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return path
+        return write_versioned(path, "unit spec", SCHEMA_VERSION, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> UnitSpec:
@@ -133,14 +132,8 @@ class UnitSpec:
         if not path.is_file():
             raise ConfigError(f"unit spec {str(path)!r} does not exist; pass a file written by UnitSpec.save "
                               f"or leave it out to use the shipped {DEFAULT_SPEC_PATH}")
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"unit spec {str(path)!r} is not valid JSON ({exc}); regenerate it") from exc
-        version = payload.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ConfigError(f"unit spec {str(path)!r} has schema_version {version!r}; this abcgen reads "
-                              f"{SCHEMA_VERSION}: regenerate it with `python -m abcgen.tokenization.units`")
+        payload = read_versioned(path, "unit spec", SCHEMA_VERSION,
+                                 fix="regenerate it with `python -m abcgen.tokenization.units`")
         return cls(
             units=[Unit(**unit) for unit in payload["units"]],
             min_count=payload.get("min_count", DEFAULT_MIN_COUNT),
@@ -151,14 +144,13 @@ class UnitSpec:
 
 
 def load_default_spec() -> UnitSpec:
-    """The shipped spec ``tokenizers/abc_units.json``."""
+    """The shipped spec ``abcgen/assets/abc_units.json``."""
     return UnitSpec.load(DEFAULT_SPEC_PATH)
 
 
 def tune_event_texts(abc: str) -> list[tuple[str, str]]:
     """``(kind, text)`` of every body event of one tune, lexed with the tune's own ``L:`` and ``M:``."""
     # Imported here so that reading a spec does not pull in the notation package's parser.
-    from abcgen.notation.tune import parse_tune
 
     return [(event.kind, event.text) for event in parse_tune(abc).events()]
 
@@ -246,7 +238,6 @@ def embedded_corpus_tunes(collections: Sequence[str] = EMBEDDED_COLLECTIONS) -> 
     """Normalised tunes of music21's embedded ABC collections (the lead's normaliser; rejects skipped)."""
     import music21  # heavy import; only needed to regenerate the shipped spec
 
-    from abcgen.notation.tune import normalise_abc, split_tunes
 
     root = Path(music21.__file__).parent / "corpus"
     tunes: list[str] = []

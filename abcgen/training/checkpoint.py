@@ -25,10 +25,13 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from abcgen.errors import ConfigError
+from abcgen.model_folder import safetensors_problem
+from abcgen.versioned import read_versioned
 
 log = logging.getLogger(__name__)
 
@@ -154,18 +157,71 @@ def save_checkpoint(accelerator: Any, output_dir: str | Path, step: int, extra_s
     return final
 
 
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why the complete-looking checkpoint at ``path`` cannot be restored, or ``None`` when it looks intact.
+
+    Cheap checks that catch what a full disk, a copy cut short or a bad sync leave behind, without loading
+    any tensor: ``trainer_state.json`` parses; every safetensors file is as long as its header says; every
+    torch-saved file (``*.bin``, ``*.pkl``, zip archives) has its central directory; a model weight file is
+    there, and one RNG state file per saving process."""
+    path = Path(path)
+    marker = path / MARKER
+    try:
+        state = json.loads(marker.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {MARKER}"
+    except (OSError, ValueError) as exc:
+        return f"{MARKER} is not valid JSON ({exc})"
+    if not isinstance(state, dict) or "step" not in state:
+        return f"{MARKER} has no step"
+    files = sorted(p for p in path.iterdir() if p.is_file())
+    if not any(p.name.startswith(("model", "pytorch_model")) and p.suffix in (".safetensors", ".bin") for p in files):
+        return "no model weights (model*.safetensors)"
+    processes = state.get("num_processes") or 1
+    missing = [f"random_states_{i}.pkl" for i in range(int(processes)) if not (path / f"random_states_{i}.pkl").is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for file in files:
+        if file.suffix == ".safetensors":
+            problem = safetensors_problem(file)
+            if problem:
+                return problem
+        elif file.suffix in (".bin", ".pkl", ".pt") and file.stat().st_size >= 4:
+            with file.open("rb") as handle:
+                is_zip = handle.read(4) == b"PK\x03\x04"  # torch.save's format; older pickles are not checked
+            if is_zip:
+                try:
+                    with zipfile.ZipFile(file) as archive:
+                        archive.infolist()
+                except (zipfile.BadZipFile, OSError) as exc:
+                    return f"{file.name} is truncated or corrupt ({exc})"
+        elif file.stat().st_size == 0 and file.suffix in (".bin", ".pkl", ".pt"):
+            return f"{file.name} is empty"
+    return None
+
+
 def find_checkpoint(output_dir: str | Path, resume: str) -> Path | None:
     """The checkpoint to resume from, or ``None`` for a fresh run.
 
-    ``resume`` is ``""`` (fresh), ``"latest"`` (the newest complete checkpoint in ``output_dir``; ``None``
-    when there is none yet, so a preemptible job can always pass ``latest``), or a checkpoint folder
-    (absolute, relative to the working directory, or a name inside ``output_dir/checkpoints``).
+    ``resume`` is ``""`` (fresh), ``"latest"`` (the newest *intact* complete checkpoint in ``output_dir``:
+    a truncated or corrupt newer one is skipped with a warning naming it and why; ``None`` when there is
+    none yet, so a preemptible job can always pass ``latest``), or a checkpoint folder (absolute, relative
+    to the working directory, or a name inside ``output_dir/checkpoints``), which must be intact.
     """
     if not resume:
         return None
     if resume == "latest":
         found = list_checkpoints(output_dir)
-        return found[-1][1] if found else None
+        for _, candidate in reversed(found):
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                return candidate
+            log.warning("skipping checkpoint %s: %s; trying the one before it", candidate, problem)
+        if found:
+            raise ConfigError(f"checkpoint.resume='latest': no intact checkpoint in "
+                              f"{str(Path(output_dir) / CHECKPOINTS)!r} (every one is damaged; see the warnings "
+                              "above): start a fresh run with checkpoint.overwrite=true and no checkpoint.resume")
+        return None
     path = Path(resume)
     if not path.exists() and (Path(output_dir) / CHECKPOINTS / resume).exists():
         path = Path(output_dir) / CHECKPOINTS / resume
@@ -180,6 +236,10 @@ def find_checkpoint(output_dir: str | Path, resume: str) -> Path | None:
                               f"'latest' with checkpoint.output_dir={str(path)!r}, or one of its checkpoints")
         raise ConfigError(f"checkpoint.resume={resume!r} is incomplete (no {MARKER}: it was killed while being "
                           f"written); give 'latest' or an earlier checkpoint ({available})")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise ConfigError(f"checkpoint.resume={resume!r} is damaged: {problem}; give 'latest' (the newest intact "
+                          f"one) or an earlier checkpoint ({available})")
     return path
 
 
@@ -192,10 +252,9 @@ def read_trainer_state(path: str | Path) -> dict[str, Any]:
     if not marker.is_file():
         raise ConfigError(f"{str(path)!r} is not a complete checkpoint (no {MARKER}); give 'latest' or "
                           "another checkpoint folder")
-    state = json.loads(marker.read_text(encoding="utf-8"))
-    if state.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{str(marker)!r} has schema_version {state.get('schema_version')!r}; this abcgen "
-                          f"reads {SCHEMA_VERSION}: resume with the abcgen version that wrote it")
+    state = read_versioned(marker, "trainer state", SCHEMA_VERSION,
+                           fix="the checkpoint is damaged or from another abcgen version; give 'latest' or an "
+                               "earlier checkpoint, or resume with the abcgen version that wrote it")
     meta = {k: v for k, v in state.items() if k != "extra_state"}
     return {**state.get("extra_state", {}), **meta}
 

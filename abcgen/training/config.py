@@ -2,22 +2,25 @@
 
     defaults (here)  <  YAML (``--config train/configs/NAME.yaml``)  <  command line (``--lora.r 32``)
 
-Every field carries its help text (``field(metadata={"help": ...})``), which ``--help`` prints. Keys are
-strict at every level: an unknown or misspelt key, in YAML or on the command line, is a ``ConfigError``
-that names the closest valid key and its section. Values are checked together by ``TrainConfig.validate``,
-which collects every problem and raises once. Hardware (processes, mixed precision, FSDP, DeepSpeed) is
-not configured here but in ``train/accelerate/*.yaml``.
+The dataclasses are the only declaration of the keys: their types, defaults and help text (``--help``
+prints it) reach the command line and YAML through jsonargparse. Keys are strict at every level: an
+unknown or misspelt key is a one-line ``ConfigError`` naming the closest valid key and its section (the
+one wrapper here, ``_explain``, adds that to the parser's error). Values are checked together by
+``TrainConfig.validate`` (``abcgen.training.config_checks``), which collects every problem and raises once.
+Hardware (processes, mixed precision, FSDP, DeepSpeed) is configured in ``train/accelerate/*.yaml``.
 
-Command line: ``--config FILE``, then overrides ``--section.key VALUE`` or ``--section.key=VALUE``
-(nested: ``--model.scratch.hidden_size 256``); lists are comma-separated (``--data.conditions key,meter``,
-an empty value is the empty list); booleans are ``true``/``false`` (a bare ``--model.gradient_checkpointing``
+Command line: ``--config FILE``, then ``--section.key VALUE`` or ``--section.key=VALUE`` (nested:
+``--model.scratch.hidden_size 256``); lists are comma-separated (``--data.conditions key,meter``; an empty
+value is the empty list) or YAML lists; booleans are ``true``/``false`` (a bare ``--model.gradient_checkpointing``
 means true). ``--resume X`` is short for ``--checkpoint.resume X``.
 """
-
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import json
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -26,26 +29,26 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import ArgumentError, ArgumentParser
 
-from abcgen.controls import CONTROL_NAMES
+from abcgen.controls import CONTROL_NAMES, condition_names
 from abcgen.errors import ConfigError
+from abcgen.training.config_checks import (  # noqa: F401  -- the allowed values, re-exported
+    ARCHITECTURES,
+    ATTN_IMPLEMENTATIONS,
+    COMPILE_BACKENDS,
+    COMPILE_MODES,
+    DTYPES,
+    LOSS_IMPLEMENTATIONS,
+    LOSS_ON,
+    METHODS,
+    PACKED_ATTENTION,
+    PIN_MEMORY,
+    SCHEDULES,
+    all_problems,
+)
 
 SCHEMA_VERSION = 1
-
-METHODS = ("lora", "full", "scratch")
-# Model families trained from scratch (method=scratch). llama and lstm are causal LMs over the music
-# tokenizer; vae and gan have loops of their own (abcgen.models), started from the same entry point.
-ARCHITECTURES = ("llama", "lstm", "vae", "gan")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", "torch_varlen")
-# The speed switches (abcgen.training.attention, .speed, .loss hold the same tuples; a test checks they agree).
-PACKED_ATTENTION = ("auto", "position_ids", "varlen", "mask")
-COMPILE_MODES = ("none", "model", "regional")
-COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
-PIN_MEMORY = ("auto", "always", "never")
-LOSS_IMPLEMENTATIONS = ("logits", "hidden")
-LOSS_ON = ("tune", "all")
-SCHEDULES = ("cosine", "linear", "constant")
 
 # Names other frameworks use (peft, TRL, transformers.TrainingArguments) -> ours, so a familiar name is
 # answered with the right key rather than a near-miss by spelling.
@@ -163,7 +166,7 @@ class DataSettings:
                                                             "memory (attention grows with its square)"))
     loss_on: str = field(default="tune", metadata=_help("tune (loss on the tune only) | all (the control "
                                                             "prefix too)"))
-    conditions: list[str] = field(default_factory=lambda: list(CONTROL_NAMES),
+    conditions: list[str] = field(default_factory=lambda: list(condition_names()),
                                   metadata=_help(f"conditions put in the control prefix, from "
                                                  f"{', '.join(CONTROL_NAMES)}"))
     condition_dropout: float = field(default=0.1, metadata=_help("chance to drop each condition token, so "
@@ -221,6 +224,10 @@ class CheckpointSettings:
     keep_last: int = field(default=2, metadata=_help("checkpoints kept; older ones are deleted"))
     resume: str = field(default="", metadata=_help("empty = fresh run, 'latest' = newest complete checkpoint "
                                                        "in output_dir (fresh if none), or a checkpoint folder"))
+    overwrite: bool = field(default=False, metadata=_help(
+        "start a fresh run in an output_dir that already holds another run (checkpoints/ or final/); its "
+        "folders are moved aside to output_dir/.replaced-run and deleted once the new run has saved a "
+        "checkpoint or its final model. false = such a run is refused (resume it with resume=latest instead)"))
 
 
 @dataclass
@@ -318,157 +325,9 @@ class TrainConfig:
     gan: GanSettings = field(default_factory=GanSettings, metadata=_help("the piano-roll GAN (model.architecture=gan)"))
 
     def problems(self) -> list[str]:
-        """Every invalid value, one message each naming the key, the value and the fix."""
-        out: list[str] = []
-        m, s, lo, d, o, c, lg = self.model, self.model.scratch, self.lora, self.data, self.optim, \
-            self.checkpoint, self.logging
-
-        def choice(key: str, value: str, choices: Sequence[str]) -> None:
-            if value not in choices:
-                close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                out.append(f"{key}={value!r} is not one of {', '.join(choices)}: {hint}pick one of them")
-
-        def at_least(key: str, value: float, low: float, why: str = "") -> None:
-            if value < low:
-                out.append(f"{key}={value!r} must be >= {low}{why}")
-
-        choice("model.method", m.method, METHODS)
-        choice("model.dtype", m.dtype, DTYPES)
-        choice("model.architecture", m.architecture, ARCHITECTURES)
-        if m.architecture != "llama" and m.method != "scratch":
-            out.append(f"model.architecture={m.architecture!r} is trained from random weights: set "
-                       "model.method=scratch (only llama-family hub models can be fine-tuned with lora/full)")
-        choice("model.attn_implementation", m.attn_implementation, ATTN_IMPLEMENTATIONS)
-        choice("model.compile", m.compile, COMPILE_MODES)
-        choice("model.compile_backend", m.compile_backend, COMPILE_BACKENDS)
-        choice("data.packed_attention", d.packed_attention, PACKED_ATTENTION)
-        choice("data.pin_memory", d.pin_memory, PIN_MEMORY)
-        choice("optim.loss_impl", o.loss_impl, LOSS_IMPLEMENTATIONS)
-        at_least("optim.loss_chunk_size", o.loss_chunk_size, 1)
-        choice("data.loss_on", d.loss_on, LOSS_ON)
-        choice("optim.schedule", o.schedule, SCHEDULES)
-        if m.method in ("lora", "full") and not m.name_or_path:
-            out.append(f"model.name_or_path is empty but model.method={m.method!r} starts from a pretrained "
-                       "model: give a hub id or a local folder, or set model.method=scratch")
-        if m.method == "scratch":
-            if not m.name_or_path and not m.tokenizer and m.architecture != "gan":  # the GAN reads piano rolls
-                out.append("model.tokenizer is empty and so is model.name_or_path, but method=scratch needs a "
-                           "tokenizer: give a folder from 'abcgen tokenizer build' (or a base to build from)")
-            for key in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
-                        "max_position_embeddings"):
-                at_least(f"model.scratch.{key}", getattr(s, key), 1)
-            if s.num_heads >= 1 and s.hidden_size % s.num_heads:
-                out.append(f"model.scratch.num_heads={s.num_heads} does not divide model.scratch.hidden_size="
-                           f"{s.hidden_size}: choose a head count that divides it (e.g. "
-                           f"{_divisor_near(s.hidden_size, s.num_heads)})")
-            if s.num_kv_heads >= 1 and s.num_heads % s.num_kv_heads:
-                out.append(f"model.scratch.num_kv_heads={s.num_kv_heads} does not divide model.scratch.num_heads="
-                           f"{s.num_heads}: choose a divisor of num_heads")
-            if s.max_position_embeddings < d.max_length and m.architecture == "llama":
-                out.append(f"model.scratch.max_position_embeddings={s.max_position_embeddings} is shorter than "
-                           f"data.max_length={d.max_length}: raise it to at least {d.max_length}")
-        if m.architecture == "lstm":
-            for key in ("embedding_size", "hidden_size", "num_layers"):
-                at_least(f"model.lstm.{key}", getattr(m.lstm, key), 1)
-            if not 0 <= m.lstm.dropout < 1:
-                out.append(f"model.lstm.dropout={m.lstm.dropout!r} must be in [0, 1)")
-            if m.gradient_checkpointing:
-                out.append("model.gradient_checkpointing=true is not supported by architecture=lstm (its "
-                           "activations are small; recomputing the recurrence would double its cost): set it false")
-        if m.method == "lora":
-            at_least("lora.r", lo.r, 1)
-            at_least("lora.alpha", lo.alpha, 1)
-            if not lo.target_modules:
-                out.append("lora.target_modules is empty: name the modules to adapt, e.g. q_proj,v_proj")
-        if not 0 <= lo.dropout < 1:
-            out.append(f"lora.dropout={lo.dropout!r} must be in [0, 1)")
-        if not d.corpus:
-            out.append("data.corpus is empty: give a folder written by 'abcgen data build'")
-        if not d.train_split:
-            out.append("data.train_split is empty: name a split of the corpus, e.g. train")
-        at_least("data.max_length", d.max_length, 8)
-        unknown = [name for name in d.conditions if name not in CONTROL_NAMES]
-        if unknown:
-            out.append(f"data.conditions has unknown names {unknown}: choose from {', '.join(CONTROL_NAMES)}"
-                       + _did_you_mean(unknown[0], CONTROL_NAMES))
-        if len(set(d.conditions)) != len(d.conditions):
-            out.append(f"data.conditions {d.conditions} repeats a name: list each once")
-        if not 0 <= d.condition_dropout <= 1:
-            out.append(f"data.condition_dropout={d.condition_dropout!r} must be in [0, 1]")
-        at_least("data.max_train_tunes", d.max_train_tunes, 0, " (0 = all)")
-        at_least("data.num_workers", d.num_workers, 0)
-        if o.lr <= 0:
-            out.append(f"optim.lr={o.lr!r} must be > 0 (LoRA: ~2e-4; full: ~2e-5)")
-        at_least("optim.weight_decay", o.weight_decay, 0)
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(o, key) < 1:
-                out.append(f"optim.{key}={getattr(o, key)!r} must be in [0, 1)")
-        if o.eps <= 0:
-            out.append(f"optim.eps={o.eps!r} must be > 0, e.g. 1e-8")
-        at_least("optim.max_steps", o.max_steps, 1)
-        at_least("optim.warmup_steps", o.warmup_steps, 0)
-        if o.max_steps >= 1 and o.warmup_steps >= o.max_steps:
-            out.append(f"optim.warmup_steps={o.warmup_steps} must be smaller than optim.max_steps={o.max_steps}: "
-                       f"the schedule never leaves the warm-up (try {max(0, o.max_steps // 20)})")
-        at_least("optim.micro_batch_size", o.micro_batch_size, 1)
-        at_least("optim.grad_accum_steps", o.grad_accum_steps, 1)
-        if o.max_grad_norm <= 0:  # clip_grad_norm_(max_norm=0) would zero every gradient
-            out.append(f"optim.max_grad_norm={o.max_grad_norm!r} must be > 0 (1.0 is usual; 1e9 = no clipping)")
-        at_least("optim.seed", o.seed, 0)
-        if not c.output_dir:
-            out.append("checkpoint.output_dir is empty: give the run folder, e.g. runs/finetune")
-        at_least("checkpoint.save_every", c.save_every, 1)
-        at_least("checkpoint.keep_last", c.keep_last, 1)
-        at_least("logging.log_every", lg.log_every, 1)
-        at_least("logging.eval_every", lg.eval_every, 1)
-        at_least("logging.eval_batches", lg.eval_batches, 0, " (0 = the whole split)")
-        at_least("logging.num_samples", lg.num_samples, 0)
-        at_least("logging.sample_max_new_tokens", lg.sample_max_new_tokens, 1)
-        v = self.vae
-        for key in ("latent_size", "embedding_size", "encoder_hidden_size", "encoder_layers", "decoder_hidden_size",
-                    "decoder_layers", "max_tokens"):
-            at_least(f"vae.{key}", getattr(v, key), 1)
-        at_least("vae.segment_bars", v.segment_bars, 0, " (0 = whole tunes)")
-        at_least("vae.kl_weight", v.kl_weight, 0)
-        at_least("vae.kl_anneal_steps", v.kl_anneal_steps, 0, " (0 = full weight from the start)")
-        at_least("vae.free_bits", v.free_bits, 0, " (0 = off)")
-        at_least("vae.reconstruct_segments", v.reconstruct_segments, 0, " (0 = all)")
-        if not 0 <= v.word_dropout < 1:
-            out.append(f"vae.word_dropout={v.word_dropout!r} must be in [0, 1): at 1 the decoder never sees a token")
-        if m.architecture == "vae" and c.resume:
-            out.append(f"checkpoint.resume={c.resume!r}: the VAE loop writes only the final model (a run takes "
-                       "minutes), so there is nothing to resume from: leave checkpoint.resume empty")
-        out += self.gan_problems()
-        return out
-
-    def gan_problems(self) -> list[str]:
-        """The problems of the ``gan`` section (and of settings a GAN run cannot honour)."""
-        g, out = self.gan, []
-        for key in ("bars", "bar_steps", "num_pitches", "latent_size", "condition_size", "generator_width",
-                    "critic_width", "critic_steps"):
-            if getattr(g, key) < 1:
-                out.append(f"gan.{key}={getattr(g, key)!r} must be >= 1")
-        if g.steps_per_whole_note not in (4, 8, 16, 32, 64):
-            out.append(f"gan.steps_per_whole_note={g.steps_per_whole_note!r} must be a power of two from 4 to 64 "
-                       "(16 = sixteenth notes), so every step is a plain ABC length")
-        if g.lowest_pitch < 0 or g.lowest_pitch + g.num_pitches > 128:
-            out.append(f"gan.lowest_pitch={g.lowest_pitch} with gan.num_pitches={g.num_pitches} leaves the MIDI "
-                       "range 0..127: choose 0 <= lowest_pitch and lowest_pitch + num_pitches <= 128")
-        if g.loss not in ("wgan-gp", "hinge"):
-            out.append(f"gan.loss={g.loss!r} is not one of wgan-gp, hinge: pick one of them")
-        if g.gp_weight < 0:
-            out.append(f"gan.gp_weight={g.gp_weight!r} must be >= 0 (10 is usual)")
-        for key in ("lr_generator", "lr_critic"):
-            if getattr(g, key) <= 0:
-                out.append(f"gan.{key}={getattr(g, key)!r} must be > 0, e.g. 1e-4")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(g, key) < 1:
-                out.append(f"gan.{key}={getattr(g, key)!r} must be in [0, 1)")
-        if self.model.architecture == "gan" and self.checkpoint.resume:
-            out.append(f"checkpoint.resume={self.checkpoint.resume!r}: the GAN loop writes only the final model, so "
-                       "there is nothing to resume from: leave checkpoint.resume empty")
-        return out
+        """Every invalid value, one message each naming the key, the value and the fix; the checks, section
+        by section, are in ``abcgen.training.config_checks``."""
+        return all_problems(self)
 
     def validate(self) -> TrainConfig:
         """Raise one ``ConfigError`` listing every problem (see ``problems``); returns ``self`` when valid."""
@@ -478,23 +337,13 @@ class TrainConfig:
         return self
 
 
-def _divisor_near(n: int, k: int) -> int:
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(d - k), d))
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.3)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _format_problems(problems: Sequence[str], where: str) -> str:
     if len(problems) == 1:
         return f"{where}: {problems[0]}"
     return f"{len(problems)} problems in {where}:\n" + "\n".join(f"  - {p}" for p in problems)
 
 
-# --- reading values ------------------------------------------------------------------------------------
+# --- the keys ------------------------------------------------------------------------------------------
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -502,65 +351,15 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _type_name(tp: Any) -> str:
-    if dataclasses.is_dataclass(tp):
-        return "a section (mapping)"
-    return {int: "an int", float: "a float", bool: "a bool (true/false)", str: "a string"}.get(
-        tp, "a list of strings (YAML list or comma-separated)")
-
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
-    """``value`` as type ``tp``; raises ``ValueError`` with the fix. ``from_text``: a command-line string."""
-    shown = f"{key}={value!r}"
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise ValueError(f"{shown} is not a bool: write true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and from_text:
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ValueError(f"{shown} is not an int: write a whole number such as 16")
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string; the command line gives strings
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{shown} is not a float: write a number such as 2e-4")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{shown} is not a string: quote it in YAML")
-    if typing.get_origin(tp) is list:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return list(value)
-        raise ValueError(f"{shown} is not a list of strings: write a YAML list or a,b,c")
-    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug in this module, not bad input
-
-
-def _all_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
-    """Every dotted key -> its type, sections included (``model``, ``model.scratch``, ``model.scratch.x``)."""
+def _all_keys(cls: type = TrainConfig, prefix: str = "", fields: bool = False) -> dict[str, Any]:
+    """Every dotted key -> its type (its ``Field`` if ``fields``), sections included (``model``,
+    ``model.scratch``, ``model.scratch.x``)."""
     out: dict[str, Any] = {}
-    for name, tp in _field_types(cls).items():
-        key = prefix + name
-        out[key] = tp
+    for f in dataclasses.fields(cls):
+        tp = _field_types(cls)[f.name]
+        out[prefix + f.name] = f if fields else tp
         if dataclasses.is_dataclass(tp):
-            out.update(_all_keys(tp, key + "."))
+            out.update(_all_keys(tp, prefix + f.name + ".", fields))
     return out
 
 
@@ -568,7 +367,6 @@ def _unknown_key(section_path: str, key: str, valid: Sequence[str]) -> str:
     """The message for ``key`` missing from the section at ``section_path`` ("" = top level)."""
     full = f"{section_path}.{key}" if section_path else key
     where = f"section {section_path!r}" if section_path else "the top level (sections)"
-    valid_list = ", ".join(valid)
     alias = ALIASES.get(key) or ALIASES.get(key.replace("-", "_"))
     leaves = [k for k in _all_keys() if k.rsplit(".", 1)[-1] == key]
     if alias:
@@ -579,67 +377,155 @@ def _unknown_key(section_path: str, key: str, valid: Sequence[str]) -> str:
     else:
         close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.3)
         hint = f"did you mean {close[0]!r}?" if close else "no close match"
-    return f"unknown key {full!r} in {where}: {hint} Valid keys: {valid_list}"
+    return f"unknown key {full!r} in {where}: {hint} Valid keys: {', '.join(valid)}"
 
 
-def _apply(target: Any, values: Any, section_path: str, source: str, problems: list[str]) -> None:
-    """Set ``values`` (a mapping from YAML) onto the dataclass ``target``, strictly; collect problems."""
-    label = section_path or "the top level"
-    if values is None:  # an empty section in YAML (``lora:`` with nothing under it)
-        return
-    if not isinstance(values, dict):
-        problems.append(f"{label} ({source}) must be a mapping of keys, got {type(values).__name__} {values!r}")
-        return
-    types = _field_types(type(target))
-    for key, value in values.items():
-        key_text = str(key)
-        full = f"{section_path}.{key_text}" if section_path else key_text
-        if key_text not in types:
-            problems.append(f"{_unknown_key(section_path, key_text, list(types))} ({source})")
-            continue
-        tp = types[key_text]
-        if dataclasses.is_dataclass(tp):
-            _apply(getattr(target, key_text), value, full, source, problems)
-            continue
-        try:
-            setattr(target, key_text, _coerce(value, tp, full, from_text=False))
-        except ValueError as exc:
-            problems.append(f"{exc} ({source})")
-
-
-def _apply_override(cfg: TrainConfig, override: str, problems: list[str]) -> None:
-    """One ``section.key=value`` override from the command line."""
-    source = "command line"
-    if "=" not in override:
-        problems.append(f"override {override!r} ({source}) has no value: write section.key=value")
-        return
-    path, value = override.split("=", 1)
-    path = path.strip().lstrip("-").replace("-", "_")
+def _unknown_path(path: str) -> str | None:
+    """The message for the first part of dotted ``path`` that is not a key (None: every part is one)."""
     path = SHORTCUTS.get(path, path)
-    target: Any = cfg
+    cls: Any = TrainConfig
     parts = path.split(".")
     for depth, part in enumerate(parts):
-        types = _field_types(type(target))
-        section_path = ".".join(parts[:depth])
+        types = _field_types(cls) if dataclasses.is_dataclass(cls) else {}
         if part not in types:
-            problems.append(f"{_unknown_key(section_path, part, list(types))} ({source})")
-            return
-        tp = types[part]
-        if depth == len(parts) - 1:
-            if dataclasses.is_dataclass(tp):
-                problems.append(f"{path!r} ({source}) is a section, not a value: set one of its keys, e.g. "
-                                f"--{path}.{next(iter(_field_types(tp)))} VALUE")
-                return
-            try:
-                setattr(target, part, _coerce(value, tp, path, from_text=True))
-            except ValueError as exc:
-                problems.append(f"{exc} ({source})")
-            return
-        if not dataclasses.is_dataclass(tp):
-            problems.append(f"{'.'.join(parts[:depth + 1])!r} ({source}) is a value, not a section: "
-                            f"write --{'.'.join(parts[:depth + 1])} VALUE")
-            return
-        target = getattr(target, part)
+            return _unknown_key(".".join(parts[:depth]), part, list(types))
+        cls = types[part]
+    return None
+
+
+def _sections(data: Any, cls: type, prefix: str, problems: list[str]) -> dict[str, Any]:
+    """``data`` (a YAML mapping) for the parser: unknown keys and non-mapping sections are problems (all of
+    them, not only the parser's first), an empty section (``lora:`` with nothing under it) keeps its defaults."""
+    if not isinstance(data, dict):
+        problems.append(f"{prefix.rstrip('.') or 'the top level'} must be a mapping of keys, got "
+                        f"{type(data).__name__} {data!r}")
+        return {}
+    types, out = _field_types(cls), {}
+    for key, value in data.items():
+        if str(key) not in types:
+            problems.append(_unknown_key(prefix.rstrip("."), str(key), list(types)))
+        elif dataclasses.is_dataclass(types[key]):
+            if value is not None:
+                out[key] = _sections(value, types[key], f"{prefix}{key}.", problems)
+        else:
+            out[key] = value
+    return out
+
+
+# --- the parser (jsonargparse: the keys, types, defaults and help come from the dataclasses above) ------
+
+
+@functools.cache  # built once (~0.2 s); parsing does not change it
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="train/finetune.py", exit_on_error=False, allow_abbrev=False, default_env=False,
+        usage="accelerate launch [launcher flags] train/finetune.py --config FILE [--section.key VALUE ...]",
+        description="Precedence: defaults < YAML (--config) < command line. Lists are comma-separated "
+                    "(a,b,c) or YAML lists ([a, b]); bools true/false (a bare --key means true). Hardware "
+                    "(processes, precision, FSDP, DeepSpeed) is set by accelerate's --config_file "
+                    "(train/accelerate/*.yaml).")
+    parser.add_argument("--config", type=str, help="a YAML file of sections, e.g. train/configs/tiny-cpu.yaml")
+    parser.add_argument("--resume", type=str, help="short for --checkpoint.resume")
+    parser.add_class_arguments(TrainConfig, None)
+    types, fields = _all_keys(), _all_keys(fields=True)
+    for action in parser._actions:  # each key's help (--model FILE, a YAML of one section, keeps its own)
+        if action.dest in types and not dataclasses.is_dataclass(types[action.dest]):
+            action.help = fields[action.dest].metadata.get("help", "")
+            if types[action.dest] is bool:  # a bare --model.gradient_checkpointing means true
+                action.nargs, action.const = "?", True
+    for key, group in parser.groups.items():
+        if key in fields:
+            group.title, group.description = f"{key}: {fields[key].metadata.get('help', '')}", None
+    return parser
+
+
+def _for_parser(argv: Sequence[str]) -> list[str]:
+    """``--key VALUE`` as ``--key=VALUE``, so that argparse reads a value such as ``-1e-3`` as the value, not
+    an option; a list typed as users do (``--data.conditions key,meter``) as the parser's ``["key", "meter"]``."""
+    keys, out, i = _all_keys(), [], 0
+    while i < len(argv):
+        arg, i = argv[i], i + 1
+        name, eq, value = arg.partition("=")
+        tp = keys.get(name[2:]) if arg.startswith("--") else None
+        if tp is not None and tp is not bool and not eq and i < len(argv) and not argv[i].startswith("--"):
+            value, eq, i = argv[i], "=", i + 1
+        if eq and typing.get_origin(tp) is list and not value.lstrip().startswith("["):
+            value = json.dumps([v.strip() for v in value.split(",") if v.strip()])
+        out.append(f"{name}={value}" if eq else arg)
+    return out
+
+
+_TYPE_FIX = {int: "an int: write a whole number such as 16", float: "a float: write a number such as 2e-4",
+             bool: "a bool: write true or false", str: "a string: quote it in YAML"}
+
+
+def _explain(message: str, data: dict[str, Any] | None) -> list[str]:
+    """The parser's error as one-line problems naming the key, the value and the fix."""
+    if match := re.search(r"unrecognized arguments: (.*)", message):
+        tokens = match[1].split()
+        keys = [t[2:].split("=")[0] for t in tokens if t.startswith("--")]
+        if keys:  # the other tokens are their values
+            return [_unknown_path(key) or f"--{key} is not accepted here" for key in keys]
+        return [f"unexpected argument {tokens[0]!r}: write --section.key VALUE (see --help)"]
+    if match := re.search(r"argument --(\S+): expected one argument", message):
+        return [f"--{match[1]} has no value: write --{match[1]} VALUE"]
+    if match := re.search(r"Group '(\S+)' does not accept option '(\S+)'|Option '(\S+)' is not accepted", message):
+        path = ".".join(p for p in match.groups() if p)
+        return [_unknown_path(path) or " ".join(message.split())]
+    if match := re.search(r'Parser key "([^"]+)"', message):
+        key, tp = match[1], _all_keys().get(match[1])
+        if dataclasses.is_dataclass(tp):
+            first = next(iter(_field_types(tp)))
+            return [f"{key!r} is a section, not a value: set one of its keys, e.g. --{key}.{first} VALUE"]
+        value: Any = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None and (got := re.search(r"Got value: (.*)", message)):
+            value = got[1].strip()
+        fix = _TYPE_FIX.get(tp, "a list of strings: write a YAML list or a,b,c")
+        return [f"{key}={value!r} is not {fix}"]
+    return [" ".join(message.split())]  # anything else, still one line
+
+
+def _parse(parser: ArgumentParser, argv: Sequence[str], namespace: Any, source: str,
+           data: dict[str, Any] | None = None) -> Any:
+    try:
+        if data is not None:
+            return parser.parse_object(data)
+        return parser.parse_args(_for_parser(argv), namespace=namespace)
+    except ArgumentError as exc:
+        problems = [f"{p} ({source})" for p in _explain(str(exc), data)]
+        raise ConfigError(_format_problems(problems, "the training config")) from exc
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    types = _field_types(cls)
+    return cls(**{k: _build(types[k], v) if dataclasses.is_dataclass(types[k]) else v
+                  for k, v in values.items() if k in types})
+
+
+def _load(data: dict[str, Any], source: str, argv: Sequence[str], validate: bool) -> TrainConfig:
+    """Defaults < ``data`` (a nested mapping as in YAML, from ``source``) < ``argv`` (``--section.key VALUE``)."""
+    data, problems = dict(data), []
+    version = data.pop("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        problems.append(f"schema_version {version!r} cannot be read; this abcgen reads {SCHEMA_VERSION}")
+    data = _sections(data, TrainConfig, "", problems)
+    if problems:
+        raise ConfigError(_format_problems([f"{p} ({source})" for p in problems], "the training config"))
+    parser = _parser()
+    namespace = _parse(parser, (), None, source, data)
+    values = _parse(parser, argv, namespace, "command line").as_dict()
+    cfg = _build(TrainConfig, values)
+    if values.get("resume") is not None:
+        cfg.checkpoint.resume = values["resume"]
+    if validate and (problems := cfg.problems()):
+        where = "the training config" + (f" ({source}" + (" + command line)" if argv else ")"))
+        raise ConfigError(_format_problems(problems, where))
+    return cfg
+
+
+# --- reading -------------------------------------------------------------------------------------------
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -650,8 +536,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
                           "train/configs/tiny-cpu.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:  # its own message spans several lines: the place and the problem suffice
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}; fix the file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -667,116 +556,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any], source: str = "dict", overrides: Sequence[str] = (),
                      validate: bool = True) -> TrainConfig:
     """Defaults, then ``data`` (a nested mapping as in YAML), then ``overrides`` (``section.key=value``)."""
-    cfg = TrainConfig()
-    problems: list[str] = []
-    data = dict(data)
-    version = data.pop("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        problems.append(f"schema_version {version!r} ({source}) cannot be read; this abcgen reads {SCHEMA_VERSION}")
-    _apply(cfg, data, "", source, problems)
-    for override in overrides:
-        _apply_override(cfg, override, problems)
-    if validate:
-        problems += cfg.problems()
-    if problems:
-        where = "the training config" + (f" ({source}" + (" + command line)" if overrides else ")"))
-        raise ConfigError(_format_problems(problems, where))
-    return cfg
+    return _load(data, source, [f"--{o.lstrip('-')}" for o in overrides], validate)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), validate: bool = True) -> TrainConfig:
     """Defaults < the YAML file at ``path`` < ``overrides`` (``"lora.r=32"``); validated unless told not to."""
     data = read_yaml(path) if path is not None else {}
-    return config_from_dict(data, source=str(path) if path is not None else "defaults", overrides=overrides,
-                            validate=validate)
+    return config_from_dict(data, str(path) if path is not None else "defaults", overrides, validate)
 
 
-# --- the command line ----------------------------------------------------------------------------------
-
-
-def _split_argv(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """(config path, ``key=value`` overrides) from ``--config F --a.b v --c.d=w``."""
-    config: str | None = None
-    overrides: list[str] = []
-    problems: list[str] = []
-    bool_keys = {k for k, tp in _all_keys().items() if tp is bool}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("--"):
-            problems.append(f"unexpected argument {arg!r}: write --section.key VALUE (see --help)")
-            continue
-        name, has_value, value = arg[2:].partition("=")
-        name = name.replace("-", "_")
-        if not has_value:
-            nxt = argv[i] if i < len(argv) else None
-            if nxt is None or (nxt.startswith("--") and len(nxt) > 2):
-                if SHORTCUTS.get(name, name) in bool_keys:  # a bare flag: --model.gradient_checkpointing
-                    value = "true"
-                else:
-                    problems.append(f"--{name} has no value: write --{name} VALUE")
-                    continue
-            else:
-                value = nxt
-                i += 1
-        if name == "config":
-            config = value
-        else:
-            overrides.append(f"{name}={value}")
-    if problems:
-        raise ConfigError(_format_problems(problems, "the command line"))
-    return config, overrides
-
-
-def format_help(prog: str = "train/finetune.py") -> str:
-    """The ``--help`` text: every section and field with its type, default and help."""
-    lines = [
-        f"usage: accelerate launch [launcher flags] {prog} --config FILE [--section.key VALUE ...]",
-        "",
-        "Precedence: defaults < YAML (--config) < command line. Lists are comma-separated, bools true/false.",
-        "Hardware (processes, precision, FSDP, DeepSpeed) is set by accelerate's --config_file "
-        "(train/accelerate/*.yaml).",
-        "",
-        "  --config FILE   a YAML file of sections, e.g. train/configs/tiny-cpu.yaml",
-        "  --resume X      short for --checkpoint.resume X",
-    ]
-
-    def section(cls: type, prefix: str, title: str) -> None:
-        lines.append("")
-        lines.append(f"{prefix.rstrip('.')}: {title}")
-        nested = []
-        for f in dataclasses.fields(cls):
-            tp = _field_types(cls)[f.name]
-            if dataclasses.is_dataclass(tp):
-                nested.append((tp, prefix + f.name + ".", f.metadata.get("help", "")))
-                continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            if isinstance(default, list):
-                shown = ",".join(default) or "(empty)"
-            elif isinstance(default, bool):
-                shown = str(default).lower()
-            else:
-                shown = repr(default) if isinstance(default, str) else str(default)
-            kind = {int: "INT", float: "FLOAT", bool: "BOOL", str: "STR"}.get(tp, "LIST")
-            lines.append(f"  --{prefix}{f.name} {kind}  (default: {shown})")
-            lines.append(f"      {f.metadata.get('help', '')}")
-        for tp, sub_prefix, help_text in nested:
-            section(tp, sub_prefix, help_text)
-
-    for f in dataclasses.fields(TrainConfig):
-        section(_field_types(TrainConfig)[f.name], f.name + ".", f.metadata.get("help", ""))
-    return "\n".join(lines) + "\n"
+def format_help() -> str:
+    """The ``--help`` text: every section and key with its type, default and help."""
+    return _parser().format_help()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """The run config from the command line (``sys.argv[1:]`` by default); ``--help`` prints and exits 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        sys.stdout.write(format_help())
-        raise SystemExit(0)
-    config, overrides = _split_argv(argv)
-    return load_config(config, overrides)
+    # A first pass finds --config (and answers --help, or a bad key, before the file is read).
+    config = _parse(_parser(), argv, None, "command line").config
+    data = read_yaml(config) if config is not None else {}
+    return _load(data, config if config is not None else "defaults", argv, validate=True)
 
 
 # --- writing -------------------------------------------------------------------------------------------

@@ -1,26 +1,10 @@
 """Training examples from corpus rows, packed into fixed-length rows that never attend across tunes.
 
-**Example layout.** ``[BOS] + control prefix + tune + EOS``: ``BOS`` only when the tokenizer itself adds
-one (``bos_ids``: Llama-3 style bases do, GPT-2/Qwen style bases do not); the prefix is
-``vocab.prefix(labels)`` (``<key=D_major><meter=6/8>\\n``, or just ``\\n`` when every condition was
-dropped) and is tokenized apart from the tune, exactly as a generation prompt is. ``loss_on="tune"``
+**Example layout** is the prompt contract's (``abcgen.tokenization.prompt``): ``[BOS] + control prefix +
+tune + EOS``, long tunes split at bar lines. This module adds what is training-only: which conditions a
+tune is labelled with (``conditions``, condition dropout), and the loss mask choice: ``loss_on="tune"``
 masks BOS and the prefix; ``loss_on="all"`` also trains the prefix (the model then learns the condition
-distribution, useful for unconditioned sampling). The first token of every example is never a target:
-nothing in the example precedes it, and in a packed row it would otherwise be "predicted" by the previous
-tune's EOS.
-
-**Long tunes** (more than ``max_length`` tokens) are split at bar lines: the lexer's ``BAR`` events give
-the cut points (a cut goes after the bar line and the spaces/newlines that follow it, so a chunk never
-starts with a blank line). Every chunk is ``[BOS] + prefix + header + whole bars``, so it is a valid tune
-fragment with its key, meter and unit length in view; only the last chunk ends with EOS (an earlier chunk
-must not teach the model to stop there). In continuation chunks the repeated BOS + prefix + header are
-context only (label -100): every header token is trained on exactly once, in the first chunk. In a
-multi-voice body a continuation chunk also gets, as context, the ``V:`` line of the voice it starts in;
-other inline changes earlier in the body (``[K:G]``, ``[M:3/4]``) are not repeated. A single bar longer than the budget is
-cut at token level and counted (``cut_bars``). A long tune whose prefix + header take more than half of
-``max_length`` (its chunks would be mostly repeated context) is dropped and counted (``dropped_tunes``),
-with a warning. Chunks of a split tune are tokenized bar by
-bar; a tune that fits is tokenized whole (``abc_to_ids``), as at generation time.
+distribution, useful for unconditioned sampling). The first token of every example is never a target.
 
 **Packing.** ``pack_examples`` puts examples into rows of exactly ``row_length`` tokens by best-fit
 decreasing (ties in length broken by a seeded shuffle, rows then shuffled with the same seed: the result
@@ -63,90 +47,35 @@ import bisect
 import logging
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from abcgen.controls import CONTROL_NAMES, ControlVocabulary, row_controls
+from abcgen.controls import ControlVocabulary, condition_names, row_controls
 from abcgen.errors import ConfigError
-from abcgen.notation import events as ev
-from abcgen.notation.tune import parse_tune
-from abcgen.tokenization.extend import abc_to_ids
+from abcgen.tokenization.prompt import (
+    IGNORE_INDEX,
+    LOSS_ON,
+    AbcPromptFormat,
+    Example,
+    PromptFormat,
+    SplitStats,
+    bos_ids,
+    check_loss_on,
+)
+from abcgen.tokenization.prompt import body_cuts as _body_cuts  # noqa: F401  (re-exported for tests)
 from abcgen.training.attention import varlen_kwargs
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100  # label of a token that is not trained on (torch cross_entropy's ignore_index)
-LOSS_ON = ("tune", "all")
 ATTENTION = ("position_ids", "varlen", "mask")
-_WHITESPACE_KINDS = frozenset({ev.SPACE, ev.NEWLINE, ev.CONTINUATION})
-
-
-@dataclass
-class Example:
-    """One training sequence: token ids and labels of the same length (-100 where no loss)."""
-
-    input_ids: list[int]
-    labels: list[int]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-@dataclass
-class SplitStats:
-    """What ``tune_to_examples`` did, summed over tunes: ``tunes = used + dropped_tunes``.
-
-    ``tokens`` counts every token of every example (context repeated in chunks included),
-    ``label_tokens`` those with a label (the first token of an example never has one).
-    """
-
-    tunes: int = 0
-    examples: int = 0
-    split_tunes: int = 0  # tunes longer than max_length, split at bar lines
-    cut_bars: int = 0  # single bars longer than the budget, cut at token level
-    dropped_tunes: int = 0  # prefix + header leave no room for music; counted and logged, never silent
-    conditions_dropped: int = 0  # conditions removed by condition dropout
-    tokens: int = 0
-    label_tokens: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-def bos_ids(tokenizer: Any) -> list[int]:
-    """``[bos_token_id]`` when the tokenizer adds a BOS by itself (Llama-3 style), else ``[]``."""
-    ids = list(tokenizer("", add_special_tokens=True)["input_ids"])
-    bos = tokenizer.bos_token_id
-    return [bos] if ids and bos is not None and ids[0] == bos else []
-
-
-def _check_loss_on(loss_on: str) -> None:
-    if loss_on not in LOSS_ON:
-        raise ConfigError(f"loss_on={loss_on!r} is not one of {', '.join(LOSS_ON)}: 'tune' trains on the tune "
-                          "only, 'all' on the control prefix too")
-
-
-def _body_cuts(body: str, events: list[ev.Event]) -> list[int]:
-    """Character offsets in ``body`` where a chunk may start: 0, after each bar line and the whitespace
-    that follows it, and ``len(body)``."""
-    cuts = [0]
-    i = 0
-    while i < len(events):
-        if events[i].kind == ev.BAR:
-            j = i + 1
-            while j < len(events) and events[j].kind in _WHITESPACE_KINDS:
-                j += 1
-            cut = events[j].start if j < len(events) else len(body)
-            if cut > cuts[-1]:
-                cuts.append(cut)
-            i = j
-        else:
-            i += 1
-    if cuts[-1] != len(body):
-        cuts.append(len(body))
-    return cuts
+# IGNORE_INDEX, LOSS_ON, Example, SplitStats and bos_ids are re-exported: the example layout is the prompt
+# contract's (abcgen.tokenization.prompt).
+__all__ = ["IGNORE_INDEX", "LOSS_ON", "ATTENTION", "EpochSampler", "Example", "PackedDataset", "PackedRow", "SplitStats",
+           "bos_ids", "build_examples", "collate_packed", "epoch_order", "forward_kwargs", "make_row", "pack_examples",
+           "packing_stats", "tune_to_examples"]
+_check_loss_on = check_loss_on
 
 
 def _drop_conditions(labels: Mapping[str, str], condition_dropout: float, rng: random.Random | None,
@@ -175,105 +104,26 @@ def tune_to_examples(
     condition_dropout: float = 0.0,
     rng: random.Random | None = None,
     stats: SplitStats | None = None,
+    prompt_format: PromptFormat | None = None,
 ) -> list[Example]:
     """The examples of one normalised tune (one, or several chunks when it is longer than ``max_length``).
 
     ``labels`` are the tune's conditions (``row_controls(row)``, restricted to the ones trained on); each
     is dropped with probability ``condition_dropout`` (draws from ``rng``). ``stats`` is updated in place.
-    See the module docstring for the layout, the label mask and how long tunes are split.
+    The layout is ``prompt_format``'s (default: ``AbcPromptFormat(tokenizer, vocab)``).
     """
-    _check_loss_on(loss_on)
+    check_loss_on(loss_on)
     if max_length < 2:
         raise ConfigError(f"max_length={max_length} is too small: an example needs at least 2 tokens")
     stats = stats if stats is not None else SplitStats()
     stats.tunes += 1
     kept = _drop_conditions(labels, condition_dropout, rng, stats)
-    context = bos_ids(tokenizer) + abc_to_ids(tokenizer, vocab.prefix(kept))
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError("the tokenizer has no eos_token: set one (tokenizer.eos_token) before building examples")
-    masked_context = loss_on == "tune"
-
-    tune_ids = abc_to_ids(tokenizer, abc)
-    if len(context) + len(tune_ids) + 1 <= max_length:
-        examples = [_example(context, tune_ids + [eos], context_labelled=not masked_context)]
-    else:
-        examples = _split_tune(abc, context, eos, tokenizer, max_length=max_length,
-                               context_labelled=not masked_context, stats=stats)
+    fmt = prompt_format if prompt_format is not None else AbcPromptFormat(tokenizer, vocab)
+    examples = fmt.encode_example(abc, kept, max_length=max_length, loss_on=loss_on, stats=stats)
     stats.examples += len(examples)
     for example in examples:
         stats.tokens += len(example)
         stats.label_tokens += sum(label != IGNORE_INDEX for label in example.labels)
-    return examples
-
-
-def _example(context: list[int], target: list[int], *, context_labelled: bool) -> Example:
-    """``context + target`` with the target labelled (and the context too when ``context_labelled``);
-    the first token is never labelled."""
-    input_ids = context + target
-    labels = (list(context) if context_labelled else [IGNORE_INDEX] * len(context)) + list(target)
-    labels[0] = IGNORE_INDEX
-    return Example(input_ids=input_ids, labels=labels)
-
-
-def _split_tune(abc: str, context: list[int], eos: int, tokenizer: Any, *, max_length: int,
-                context_labelled: bool, stats: SplitStats) -> list[Example]:
-    tune = parse_tune(abc)
-    body_offset = len(abc) - len(tune.body)
-    if abc[body_offset:] != tune.body:  # normalised text: header lines, then the body verbatim
-        raise ValueError("tune_to_examples expects normalised ABC (normalise_abc); the body is not a suffix of the text")
-    header_ids = abc_to_ids(tokenizer, abc[:body_offset])
-    events = tune.events()
-    cuts = _body_cuts(tune.body, events)
-    segments = [abc_to_ids(tokenizer, tune.body[a:b]) for a, b in zip(cuts, cuts[1:], strict=False)]
-    # Multi-voice bodies: a continuation chunk gets the body line of the voice it starts in ("V:2"), as
-    # context, unless it starts with that line itself.
-    voices = [(e.start, e.text) for e in events if e.kind == ev.VOICE]
-    voice_ids = {text: abc_to_ids(tokenizer, text + "\n") for _, text in voices}
-    longest_voice = max((len(ids) for ids in voice_ids.values()), default=0)
-    # One token is kept free in every chunk for EOS: simpler than knowing in advance which chunk is last.
-    budget = max_length - len(context) - len(header_ids) - longest_voice - 1
-    if len(context) + len(header_ids) + longest_voice > max_length // 2:  # chunks: mostly repeated context
-        stats.dropped_tunes += 1
-        logger.warning("tune %r dropped: its control prefix + header take %d tokens, more than half of "
-                       "max_length=%d; raise max_length", tune.name, len(context) + len(header_ids) + longest_voice,
-                       max_length)
-        return []
-    stats.split_tunes += 1
-
-    bodies: list[tuple[int, list[int]]] = []  # (body offset where the chunk starts, its token ids)
-    current: list[int] = []
-    current_start = 0
-    for start, segment in zip(cuts, segments, strict=False):
-        if len(current) + len(segment) <= budget:
-            current_start = current_start if current else start
-            current += segment
-            continue
-        if current:
-            bodies.append((current_start, current))
-            current = []
-        piece_start = start
-        if len(segment) > budget:  # one bar longer than a whole chunk: cut at token level
-            stats.cut_bars += 1
-            while len(segment) > budget:
-                bodies.append((piece_start, segment[:budget]))
-                segment = segment[budget:]
-                piece_start = start + 1  # later pieces start inside the bar, after any voice line it opens
-        current, current_start = list(segment), piece_start
-    if current:
-        bodies.append((current_start, current))
-
-    examples = []
-    for i, (start, body) in enumerate(bodies):
-        last = i == len(bodies) - 1
-        target = body + [eos] if last else body
-        if i == 0:
-            examples.append(_example(context, header_ids + target, context_labelled=context_labelled))
-            continue
-        # the repeated prefix + header (+ the voice line, unless the chunk starts with it) are context only
-        active = [(offset, text) for offset, text in voices if offset <= start]
-        voice = voice_ids[active[-1][1]] if active and active[-1][0] < start else []
-        examples.append(_example(context + header_ids + voice, target, context_labelled=False))
     return examples
 
 
@@ -284,30 +134,35 @@ def build_examples(
     *,
     max_length: int,
     loss_on: str = "tune",
-    conditions: Sequence[str] = CONTROL_NAMES,
+    conditions: Sequence[str] | None = None,
     condition_dropout: float = 0.0,
     seed: int = 0,
 ) -> tuple[list[Example], dict[str, int]]:
     """Examples of corpus rows (column ``abc`` + label columns) and their ``SplitStats`` as a dict.
 
-    ``conditions`` names the conditions put in the prefix (others are left out). Condition dropout draws
+    ``conditions`` names the conditions put in the prefix (others are left out; default: every registered
+    condition, ``abcgen.controls.condition_names()``). Condition dropout draws
     from ``random.Random(seed)`` in row order, so the result is a pure function of the arguments; call
     again with another seed (e.g. ``seed + epoch``) for fresh dropout each epoch.
     """
-    _check_loss_on(loss_on)
-    unknown = [name for name in conditions if name not in CONTROL_NAMES]
+    check_loss_on(loss_on)
+    names = condition_names()
+    conditions = names if conditions is None else conditions
+    unknown = [name for name in conditions if name not in names]
     if unknown:
-        raise ConfigError(f"unknown conditions {unknown}; valid conditions: {', '.join(CONTROL_NAMES)}")
+        raise ConfigError(f"unknown conditions {unknown}; valid conditions: {', '.join(names)}")
     if not 0.0 <= condition_dropout <= 1.0:
         raise ConfigError(f"condition_dropout={condition_dropout} must be between 0 and 1")
     rng = random.Random(seed)
     stats = SplitStats()
     examples: list[Example] = []
     wanted = set(conditions)
+    fmt = AbcPromptFormat(tokenizer, vocab)
     for row in rows:
         labels = {name: value for name, value in row_controls(row).items() if name in wanted}
         examples += tune_to_examples(str(row["abc"]), labels, tokenizer, vocab, max_length=max_length,
-                                     loss_on=loss_on, condition_dropout=condition_dropout, rng=rng, stats=stats)
+                                     loss_on=loss_on, condition_dropout=condition_dropout, rng=rng, stats=stats,
+                                     prompt_format=fmt)
     return examples, stats.as_dict()
 
 

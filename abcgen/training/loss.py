@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from abcgen.errors import ConfigError
+from abcgen.models.vae import free_bits_kl, gaussian_kl
+from abcgen.training.vae_data import word_dropout
 
 IGNORE_INDEX = -100
 LOSS_IMPLEMENTATIONS = ("logits", "hidden")
@@ -244,3 +246,23 @@ def loss_scale(num_tokens: int, accelerator: Any = None) -> float:
 
 # The name the issue's plan used for the weighting rule.
 accumulation_normaliser = loss_scale
+
+
+# --- the VAE's objective -------------------------------------------------------------------------------------
+
+
+def vae_loss(model: Any, batch: dict[str, torch.Tensor], kl_weight: float, free_bits: float,
+             word_dropout_rate: float = 0.0, blank_id: int = 0,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(loss per segment, sums)`` of one ``MusicVAE`` batch: the annealed, free-bits negative ELBO
+    ``recon + kl_weight * sum_d max(free_bits, mean_batch KL_d)`` (``train/vae_loop.py`` explains it) and
+    the sums the loop logs: ``recon`` (nats), ``tokens``, ``kl`` (true KL, nats), ``segments``."""
+    inputs = word_dropout(batch["input_ids"], batch["body_mask"], word_dropout_rate, blank_id, generator)
+    out = model(input_ids=inputs, attention_mask=batch["attention_mask"], encoder_input_ids=batch["encoder_input_ids"],
+                encoder_attention_mask=batch["encoder_attention_mask"], use_cache=False)
+    recon_sum, tokens = token_sum_cross_entropy(out.logits, batch["labels"])
+    kl = gaussian_kl(out.mu.float(), out.logvar.float())  # (B, D)
+    segments = batch["input_ids"].shape[0]
+    loss = recon_sum / segments + kl_weight * free_bits_kl(kl, free_bits)
+    return loss, {"recon": float(recon_sum.detach()), "tokens": int(tokens), "kl": float(kl.detach().sum()),
+                  "segments": segments}

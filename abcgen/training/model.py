@@ -22,6 +22,11 @@ import torch
 
 from abcgen.controls import ControlVocabulary
 from abcgen.errors import ConfigError
+from abcgen.model_folder import CONFIG_KEY, check_tokenizer_matches, tokenizer_fingerprint
+from abcgen.models.lstm import MusicLSTM, MusicLSTMConfig
+from abcgen.tokenization.embeddings import resize_and_init_embeddings
+from abcgen.tokenization.extend import build_music_tokenizer, load_base_tokenizer, load_music_tokenizer
+from abcgen.tokenization.units import load_default_spec
 from abcgen.training.config import LoraSettings, ModelSettings
 
 log = logging.getLogger(__name__)
@@ -37,9 +42,6 @@ def resolve_dtype(name: str) -> torch.dtype:
 def build_tokenizer(settings: ModelSettings, corpus_dir: str | Path, out_dir: str | Path) -> tuple[Any, Any]:
     """(music tokenizer, base tokenizer). The base is the model's own tokenizer (``name_or_path``) or, for
     ``method: scratch`` without a base, the given music tokenizer serves as both."""
-    from abcgen.tokenization.extend import build_music_tokenizer, load_base_tokenizer, load_music_tokenizer
-    from abcgen.tokenization.units import load_default_spec
-
     if settings.tokenizer and settings.method == "scratch":
         music = load_music_tokenizer(settings.tokenizer)
         return music, music
@@ -47,12 +49,28 @@ def build_tokenizer(settings: ModelSettings, corpus_dir: str | Path, out_dir: st
         raise ConfigError("model.tokenizer is required for method=scratch without model.name_or_path: build one "
                           "with 'abcgen tokenizer build' (or 'abcgen tokenizer train-base' for an offline base)")
     base = load_base_tokenizer(settings.name_or_path)
+    if Path(settings.name_or_path).is_dir():  # a model folder we wrote: its tokenizer must be the stored one
+        check_tokenizer_matches(settings.name_or_path, base)
     if settings.tokenizer:
-        return load_music_tokenizer(settings.tokenizer), base
+        music = load_music_tokenizer(settings.tokenizer)
+        check_tokenizer_extends(base, music, settings)
+        return music, base
     controls_file = Path(corpus_dir) / "control_vocabulary.json"
     controls = ControlVocabulary.load(corpus_dir) if controls_file.exists() else None
     music = build_music_tokenizer(base, load_default_spec(), controls, save_to=Path(out_dir) / "tokenizer")
     return music, base
+
+
+def check_tokenizer_extends(base: Any, music: Any, settings: ModelSettings) -> None:
+    """The music tokenizer must be built on the model's own tokenizer: every base token keeps its id (the
+    model's embedding row). One built from another base maps text to rows that mean other tokens."""
+    music_vocab = music.get_vocab()
+    moved = [token for token, index in base.get_vocab().items() if music_vocab.get(token) != index]
+    if moved:
+        raise ConfigError(f"model.tokenizer={settings.tokenizer!r} was not built from model.name_or_path="
+                          f"{settings.name_or_path!r}: {len(moved)} of the model's {len(base)} tokens have another id "
+                          f"or are missing (e.g. {moved[0]!r}); build it with 'abcgen tokenizer build' from this "
+                          "base, or leave model.tokenizer empty to build one")
 
 
 def scratch_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | None):  # noqa: ANN201
@@ -78,8 +96,6 @@ def scratch_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | 
 def lstm_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | None, bos_token_id: int | None,
                eos_token_id: int | None):  # noqa: ANN201
     """The LSTM language model sized by ``model.lstm``; the vocabulary is padded to 64 like the Llama's."""
-    from abcgen.models.lstm import MusicLSTM, MusicLSTMConfig
-
     s = settings.lstm
     config = MusicLSTMConfig(
         vocab_size=-(-vocab_size // 64) * 64,
@@ -99,8 +115,6 @@ def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> 
     """The model ready for the method, and the ids of the token rows added for the music tokenizer."""
     from transformers import AutoModelForCausalLM
 
-    from abcgen.tokenization.embeddings import resize_and_init_embeddings
-
     dtype = resolve_dtype(settings.dtype)
     if settings.method == "scratch" and settings.architecture == "lstm":
         model = lstm_model(settings, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id,
@@ -118,6 +132,8 @@ def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> 
             raise ConfigError(f"model.name_or_path={settings.name_or_path!r} cannot be loaded ({exc}); give a "
                               "local folder or a hub id reachable from this machine") from exc
         new_ids = resize_and_init_embeddings(model, tokenizer, base_tokenizer, pad_to_multiple_of=64)
+    # the tokenizer it now belongs to, saved in config.json: loading it with another one is refused
+    setattr(model.config, CONFIG_KEY, tokenizer_fingerprint(tokenizer))
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -1,6 +1,8 @@
-"""What every training loop builds the same way: the optimiser from ``optim.*`` and the files beside the
-weights in ``OUTPUT_DIR/final``. ``train/finetune.py`` (LM, LSTM) and ``abcgen.models.vae_training`` both
-call these, so a model folder looks the same whichever family wrote it."""
+"""What every training loop builds the same way: the optimiser from ``optim.*``, the end of an optimiser
+step, and the files beside the weights in ``OUTPUT_DIR/final``. The LM and LSTM loop (``train/finetune.py``),
+the VAE loop (``train/vae_loop.py``) and the GAN loop (``train/gan_loop.py``) all call these, so a model
+folder looks the same whichever family wrote it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import Any
 
 import torch
 
+from abcgen.model_folder import write_model_identity
+from abcgen.tokenization.extend import save_music_tokenizer
 from abcgen.training.config import TrainConfig, save_config
 
 SCHEDULE_NAMES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # ours -> transformers'
@@ -30,20 +34,48 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> tuple[torch.opti
     return optimizer, scheduler
 
 
-def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary: dict[str, Any]) -> None:
-    """Beside the weights: the tokenizer, the corpus's control vocabulary, a sampling generation config,
-    the run's config (``abcgen_train_config.yaml``: the pipeline reads the trained conditions from it) and
-    ``training_summary.json``. Main process only."""
-    from transformers import GenerationConfig
+def finish_step(model: torch.nn.Module, optimizer: Any, scheduler: Any, accelerator: Any,
+                max_grad_norm: float) -> float:
+    """The end of every loop's optimiser step, after the backward passes: clip the gradients to
+    ``max_grad_norm``, step the optimiser, the schedule (``step_scheduler``), clear the gradients.
+    Returns the gradient norm before clipping."""
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    step_scheduler(scheduler, optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)
 
-    from abcgen.tokenization.extend import save_music_tokenizer
+
+def step_scheduler(scheduler: Any, optimizer: Any) -> None:
+    """Advance the schedule by one optimiser step, once whatever the process count (the Accelerator is made
+    with ``step_scheduler_with_optimizer=False``; accelerate would step it once per process otherwise), and
+    not when the optimiser skipped its step (a float16 overflow), as accelerate does."""
+    if getattr(optimizer, "step_was_skipped", False):
+        return
+    scheduler.step()
+
+
+def write_run_record(final: str | Path, cfg: TrainConfig, summary: dict[str, Any]) -> None:
+    """What every family's ``final/`` holds beside its weights: the corpus's control vocabulary, the run's
+    config (``abcgen_train_config.yaml``: the pipeline reads the trained conditions from it) and
+    ``training_summary.json``. Main process only."""
+    final = Path(final)
+    shutil.copy(Path(cfg.data.corpus) / "control_vocabulary.json", final / "control_vocabulary.json")
+    save_config(cfg, final / "abcgen_train_config.yaml")
+    (final / "training_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary: dict[str, Any]) -> None:
+    """Beside a token model's weights: the tokenizer, a sampling generation config and the tokenizer's
+    fingerprint, then ``write_run_record``. Main process only."""
+    from transformers import GenerationConfig
 
     final = Path(final)
     save_music_tokenizer(tokenizer, final)
-    shutil.copy(Path(cfg.data.corpus) / "control_vocabulary.json", final / "control_vocabulary.json")
     GenerationConfig(
         do_sample=True, top_p=0.95, temperature=1.0, max_new_tokens=cfg.logging.sample_max_new_tokens,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     ).save_pretrained(final)
-    save_config(cfg, final / "abcgen_train_config.yaml")
-    (final / "training_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    # the tokenizer's fingerprint: loading the model with another tokenizer is refused (check_tokenizer_matches)
+    write_model_identity(final, tokenizer, run_fingerprint=summary.get("run_fingerprint"))
+    write_run_record(final, cfg, summary)

@@ -1,0 +1,83 @@
+"""Repeats and endings in free mode (no ``form``, no bar template).
+
+``|:`` opens a repeat (at the start of the body, after the pickup, or at a bar line while none is open),
+``:|`` closes it, ``::`` closes and reopens it; ``|1`` starts a first ending inside an open repeat (only
+when two more bars fit: the first-ending bar and a second-ending bar), ``:|2`` closes it and starts the
+second ending, which ``||``, ``|:`` or the final bar line ends. ``||`` only outside a repeat. At the
+last bar of ``num_bars`` the bar line is ``|]``, or ``:|`` when a repeat is open. ``open_repeat``: the
+body continues a melody prompt that opened a ``|:`` it did not close, so the tune starts inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from abcgen.grammar.rules.base import OFFER, PASS, REFUSE, Rule
+from abcgen.grammar.state import E1, E2, R0, R1, State
+from abcgen.grammar.vocabulary import BAR, Unit
+
+_OUTSIDE = (R0, E2)  # no repeat open (a second ending ends at the next section bar line)
+
+
+class RepeatRule(Rule):
+    name = "repeats"
+    classes = frozenset({BAR})
+
+    def start(self, s: State) -> None:
+        s.repeat = R1 if self.g.open_repeat else R0
+
+    def step(self, s: State, ns: State, unit: Unit) -> int:
+        kind, rep = unit.kind, s.repeat
+        if s.room:  # before the first note: only a '|:' opening the body (not before a pickup)
+            if kind == "|:" and s.last == "start" and not s.in_pickup and rep == R0:
+                ns.repeat = R1
+                return OFFER
+            return REFUSE
+        if s.in_pickup:
+            if kind == "|" or kind == "|:":
+                ns.repeat = R1 if kind == "|:" else R0
+                return OFFER
+            return REFUSE
+        num_bars = self.g.num_bars
+        left = None if num_bars is None else num_bars - s.bars_done - 1  # full bars after this bar line
+        if left == 0:  # the last bar: the final bar line, or the close of the open repeat
+            if (kind == "|]" and rep in _OUTSIDE) or (kind == ":|" and rep == R1):
+                ns.repeat = R0
+                return PASS if kind == "|]" else OFFER
+            return REFUSE
+        return self._inside(ns, kind, rep, left is None or left >= 2)
+
+    @staticmethod
+    def _inside(ns: State, kind: str, rep: str, room_for_endings: bool) -> int:
+        """A bar line that is not the last one."""
+        if kind == "|]":
+            return PASS if rep in _OUTSIDE else REFUSE
+        if kind == "|":
+            return PASS if rep != E1 or room_for_endings else REFUSE
+        if kind == "||" and rep in _OUTSIDE:
+            ns.repeat = R0
+        elif kind == "|:" and rep in _OUTSIDE:
+            ns.repeat = R1
+        elif kind == "::" and rep == R1:
+            pass
+        elif kind == ":|" and rep == R1:
+            ns.repeat = R0
+        elif kind == "|1" and rep == R1 and room_for_endings:
+            ns.repeat = E1
+        elif kind == ":|2" and rep == E1:
+            ns.repeat = E2
+        else:
+            return REFUSE
+        return OFFER
+
+    def finish_cost(self, s: State) -> int:
+        # an open first ending needs a second-ending bar (with num_bars the bar count already holds it)
+        return self.g.full_cost + 1 if s.repeat == E1 and self.g.num_bars is None else 0
+
+    def key(self, s: State) -> Hashable:
+        if s.room and s.last != "start":
+            return None
+        if s.room or self.g.num_bars is None:
+            return s.repeat
+        left = self.g.num_bars - s.bars_done - 1
+        return s.repeat, min(left, 2)
