@@ -35,26 +35,24 @@ def _shifts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"--transpose-augment {text!r}: give semitones like -2,2 or 'all'") from exc
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number above 0 (``--num 0`` or ``--num -1`` is a mistake, not a request)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give one above 0, e.g. 4") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
+def _whole_number(minimum: int, example: str):  # noqa: ANN202
+    """An argparse type: a whole number of at least ``minimum`` (``--num 0`` is a mistake, not a request)."""
+    floor = "above 0" if minimum == 1 else f"{minimum} or more"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give one {floor}, e.g. {example}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {floor}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    """An argparse type: a whole number of 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give 0 or more") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+_positive_int = _whole_number(1, "4")
+_non_negative_int = _whole_number(0, "0")
 
 
 def _fraction(text: str) -> float:
@@ -164,6 +162,7 @@ def _generate(args: argparse.Namespace) -> int:
         return run_generate_command(args)
     import torch
 
+    from abcgen.generation.arguments import parse_idioms_option
     from abcgen.generation.pipeline import generate_to_folder
 
     torch.set_num_threads(max(1, args.threads))
@@ -174,7 +173,8 @@ def _generate(args: argparse.Namespace) -> int:
         args.model, args.out, args.prompt, render=args.render, overwrite=args.overwrite,
         **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-        constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices)
+        constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
+        cadence=args.cadence, idioms=parse_idioms_option(args.idioms))
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -384,6 +384,12 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for the requested bars")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
+    gen.add_argument("--grammar", default="legacy", help="legacy: plain notes and bar lines; idiom: the folk "
+                     "idiom of the model's corpus (broken rhythm, triplets, ornaments, chords), beams, a cadence")
+    gen.add_argument("--cadence", default=None, help="with --grammar idiom: forced (default: the tune ends on "
+                     "the tonic) or weighted (a bonus for ending there)")
+    gen.add_argument("--idioms", default=None, help="with --grammar idiom: comma-separated idioms to allow "
+                     "(default: those of the model's training corpus)")
     gen.add_argument("--render", default="", help="also render: comma-separated mid,wav,flac,ogg,svg,png")
     gen.add_argument("--threads", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)

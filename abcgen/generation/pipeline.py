@@ -17,7 +17,8 @@ How a call works:
    A melody ``prompt`` (whole bars of ABC) continues the body.
 3. **Decoding** is constrained by default (``abcgen.grammar``): every complete bar has the
    meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
-   ``constrained=False`` samples freely (for comparison).
+   ``grammar="idiom"`` adds the folk idiom, beams and a cadence (``abcgen.generation.arguments``; the
+   default ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely.
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
 
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import numbers
 import re
 import warnings
@@ -45,15 +45,23 @@ import torch
 from transformers import Pipeline
 
 from abcgen.atomic import atomic_output_dir, check_output_dir
-from abcgen.controls import CONDITIONS, ControlVocabulary, condition_names
-from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
+from abcgen.controls import CONDITIONS, condition_names
 from abcgen.controls import conditions as registered_conditions
 from abcgen.corpus.labels import normalise_meter
-from abcgen.corpus.sources import read_text
 from abcgen.errors import AbcgenError, AbcParseError, ConfigError
+from abcgen.generation.arguments import (
+    DEFAULT_GRAMMAR,
+    GRAMMARS,
+    MAX_SEED,
+    check_grammar_options,
+    check_int,
+    check_real,
+    read_prompt,
+    short,
+)
+from abcgen.generation.model_files import corpus_idioms, load_control_vocabulary, trained_conditions
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
-from abcgen.grammar.rules import LEGACY_RULES
 from abcgen.model_folder import check_tokenizer_matches
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
@@ -79,53 +87,12 @@ def structural_conditions() -> tuple[str, ...]:
     return tuple(c.name for c in registered_conditions() if c.structural)
 
 
-def _model_file(name_or_path: str | Path, filename: str) -> Path | None:
-    """``filename`` of a model: from a local folder, or from a hub repository through ``hf_hub_download``
-    (the HF cache, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the login token all apply). ``None`` when the
-    model has no such file -- a missing file, not an unreachable hub, which is a ``ConfigError``."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path / filename if (path / filename).is_file() else None
-    from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(str(name_or_path), filename))
-    except RemoteEntryNotFoundError:
-        return None  # the repository answered: it has no such file
-    except Exception as exc:  # offline and not cached, unreachable, private repo: one clear message
-        if try_to_load_from_cache(str(name_or_path), filename) is _CACHED_NO_EXIST:
-            return None  # an earlier online look-up found the file missing, and the cache remembers it
-        raise ConfigError(f"cannot read {filename} of model {str(name_or_path)!r}: {exc}") from exc
-
-
-def trained_conditions(name_or_path: str | Path) -> tuple[str, ...]:
-    """The condition names the model saw as prefix tokens (``data.conditions`` of the saved training
-    config, in a local folder or a hub repository); every name when the model has no training config."""
-    config = _model_file(name_or_path, "abcgen_train_config.yaml")
-    if config is None:
-        return condition_names()
-    import yaml
-
-    data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data", {})
-    return tuple(data.get("conditions") or condition_names())
-
-
 class UnknownConditionError(ConfigError):
     """A condition name or value the model was not trained with; the message lists the valid ones."""
 
 
 class GenerationBudgetError(ConfigError):
     """``max_new_tokens`` cannot hold the requested tune; raised before generating."""
-
-
-def load_control_vocabulary(name_or_path: str | Path) -> ControlVocabulary:
-    """The vocabulary saved with a model: a local folder, or a hub repository (cached or downloadable)."""
-    path = _model_file(name_or_path, CONTROL_VOCABULARY_FILE)
-    if path is None:
-        raise ConfigError(f"model {str(name_or_path)!r} has no {CONTROL_VOCABULARY_FILE}: it was not trained by "
-                          "train/finetune.py (or was copied or published without it); conditions cannot be checked")
-    return ControlVocabulary.load(path)
 
 
 def _label(name: str, value: Any) -> str:
@@ -157,10 +124,10 @@ class AbcGenerationPipeline(Pipeline):
         Every argument is checked before anything is generated (``ConfigError`` naming the value and the
         valid range): ``bars``, ``voices``, ``num_return_sequences``, ``max_new_tokens`` whole numbers >= 1
         (``True`` is not a number here), ``seed`` a whole number from 0, ``temperature`` > 0, ``0 < top_p <=
-        1``, ``constrained`` a bool, conditions and ``pickup`` text; then the request against the model's
+        1``, ``constrained`` a bool, ``grammar``/``cadence``/``idioms``, conditions and ``pickup`` text; then the request against the model's
         positions (``GenerationBudgetError``)."""
         if prompt is not None and not isinstance(prompt, str):
-            raise ConfigError(f"prompt={_short(prompt)}: give the opening bars as ABC text (a str), or None")
+            raise ConfigError(f"prompt={short(prompt)}: give the opening bars as ABC text (a str), or None")
         return super().__call__(prompt or "", **kwargs)
 
     def infill(self, abc: str, first_bar: int, last_bar: int, *, attempts: int = 8, seed: int = 0,
@@ -170,12 +137,12 @@ class AbcGenerationPipeline(Pipeline):
         the bars after, so the splice is checked instead): each attempt is spliced in and checked with the
         corpus's checks, and the first valid result is returned (``attempts`` seeds from ``seed``)."""
         if not isinstance(abc, str):
-            raise ConfigError(f"abc={_short(abc)}: give the tune as ABC text (a str)")
+            raise ConfigError(f"abc={short(abc)}: give the tune as ABC text (a str)")
         for name, value in (("first_bar", first_bar), ("last_bar", last_bar)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ConfigError(f"{name}={_short(value)}: give a whole number, a bar of the tune counted from 1")
-        _check_int("attempts", attempts, 1)
-        _check_int("seed", seed, 0, _MAX_SEED)
+                raise ConfigError(f"{name}={short(value)}: give a whole number, a bar of the tune counted from 1")
+        check_int("attempts", attempts, 1)
+        check_int("seed", seed, 0, MAX_SEED)
         tune = normalise_tune(abc)
         events = tune.events()
         if len(events_by_voice(events)) > 1:
@@ -227,6 +194,9 @@ class AbcGenerationPipeline(Pipeline):
         seed: int | None = None,
         constrained: bool = True,
         voices: int = 1,
+        grammar: str = DEFAULT_GRAMMAR,
+        cadence: str | None = None,
+        idioms: Any = None,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -234,34 +204,36 @@ class AbcGenerationPipeline(Pipeline):
         if unknown:
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
-                                        "top_p, max_new_tokens, seed, constrained, pickup, voices")
+                                        "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
+                                        "cadence, idioms")
         if pickup is not None and not isinstance(pickup, str):
-            raise ConfigError(f"pickup={_short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
+            raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
         for condition in registered_conditions():
             value = requested[condition.name]
             if value is None:
                 continue
             if condition.arg_type is int:
-                _check_int(condition.name, value, 1)
+                check_int(condition.name, value, 1)
             elif not isinstance(value, str):
-                raise ConfigError(f"{condition.name}={_short(value)}: give it as text (a str), e.g. "
+                raise ConfigError(f"{condition.name}={short(value)}: give it as text (a str), e.g. "
                                   f"{condition.name}={condition.example!r}")
-        _check_int("voices", voices, 1)
-        _check_int("num_return_sequences", num_return_sequences, 1)
+        check_int("voices", voices, 1)
+        check_int("num_return_sequences", num_return_sequences, 1)
         if max_new_tokens is not None:
-            _check_int("max_new_tokens", max_new_tokens, 1)
+            check_int("max_new_tokens", max_new_tokens, 1)
         if seed is not None:
-            _check_int("seed", seed, 0, _MAX_SEED)
-        _check_real("temperature", temperature, "a number above 0 (1.0 samples the model as trained; lower is "
+            check_int("seed", seed, 0, MAX_SEED)
+        check_real("temperature", temperature, "a number above 0 (1.0 samples the model as trained; lower is "
                     "more conservative)", lambda v: v > 0)
-        _check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
+        check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
         if not isinstance(constrained, bool):
-            raise ConfigError(f"constrained={_short(constrained)}: give True or False")
+            raise ConfigError(f"constrained={short(constrained)}: give True or False")
+        options = check_grammar_options(grammar, cadence, idioms)
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
         preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
-                   "seed": seed, "constrained": constrained}
+                   "seed": seed, "constrained": constrained, "options": options}
         return preprocess, forward, {}
 
     def check_conditions(self, conditions: dict[str, Any]) -> dict[str, str]:
@@ -399,8 +371,26 @@ class AbcGenerationPipeline(Pipeline):
 
     # --- forward: batched, seeded generation ---------------------------------------------------------------
 
+    def _grammar(self, options: dict[str, Any], frame: dict[str, Any], later_voice: bool = False) -> dict[str, Any]:
+        """The ``AbcConstraint`` arguments of the call's grammar (``abcgen.generation.arguments``). The idiom
+        grammar reads the *written* meter (6/8 and 3/4 beam differently) and the key (the cadence), and
+        keeps the idioms of the model's corpus (every one the tokenizer has when the model has no
+        ``idioms.json``). A later voice (``voices > 1``) follows voice 1's bar template without a cadence:
+        it harmonises voice 1's ending rather than ending on the tonic itself."""
+        if options["grammar"] == "legacy":
+            return {"meter": frame["meter"], "rules": GRAMMARS["legacy"]}
+        idioms = options["idioms"]
+        if idioms is None:
+            if not hasattr(self, "_corpus_idioms"):
+                self._corpus_idioms = corpus_idioms(self.model.name_or_path)
+            idioms = self._corpus_idioms
+        rules = GRAMMARS["idiom"]
+        if later_voice:
+            rules = tuple(name for name in rules if name != "cadence")
+        return {"meter": frame["meter_text"], "rules": rules, "idioms": idioms, "cadence": options["cadence"]}
+
     def _forward(self, model_inputs: dict[str, Any], num_return_sequences: int, temperature: float, top_p: float,
-                 seed: int | None, constrained: bool) -> dict[str, Any]:
+                 seed: int | None, constrained: bool, options: dict[str, Any]) -> dict[str, Any]:
         from transformers import LogitsProcessorList
 
         input_ids = model_inputs["input_ids"].to(self.model.device).repeat(num_return_sequences, 1)
@@ -409,10 +399,10 @@ class AbcGenerationPipeline(Pipeline):
         if constrained:
             try:
                 constraints = [
-                    AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"],
-                                  key=frame["key_text"], num_bars=_remaining_bars(frame),
-                                  max_new_tokens=max_new_tokens, pickup=frame["pickup"] if not frame["body"] else 0,
-                                  form=frame["form"], open_repeat=frame["open_repeat"], rules=LEGACY_RULES)
+                    AbcConstraint(self.tokenizer, unit_length=frame["unit"], key=frame["key_text"],
+                                  num_bars=_remaining_bars(frame), max_new_tokens=max_new_tokens,
+                                  pickup=frame["pickup"] if not frame["body"] else 0, form=frame["form"],
+                                  open_repeat=frame["open_repeat"], **self._grammar(options, frame))
                     for _ in range(num_return_sequences)
                 ]
             except BudgetTooSmallError as exc:
@@ -430,11 +420,11 @@ class AbcGenerationPipeline(Pipeline):
             generated = output[:, input_ids.shape[1]:].cpu()
             voice_ids = [[row] for row in generated.tolist()]
             for voice in range(2, model_inputs["voices"] + 1):
-                self._next_voice(model_inputs, voice, voice_ids, temperature, top_p, constrained)
+                self._next_voice(model_inputs, voice, voice_ids, temperature, top_p, constrained, options)
         finally:
             if seed is not None:
                 torch.random.set_rng_state(rng_state)
-        out = {"generated": generated, **model_inputs, "constrained": constrained}
+        out = {"generated": generated, **model_inputs, "constrained": constrained, "grammar": options["grammar"]}
         if model_inputs["voices"] > 1:
             out["voice_ids"] = voice_ids
         return out
@@ -446,7 +436,7 @@ class AbcGenerationPipeline(Pipeline):
         return fmt.join_voices([fmt.decode(_until_eos(ids, self.tokenizer)) for ids in voices])
 
     def _next_voice(self, model_inputs: dict[str, Any], voice: int, voice_ids: list[list[list[int]]],
-                    temperature: float, top_p: float, constrained: bool) -> None:
+                    temperature: float, top_p: float, constrained: bool, options: dict[str, Any]) -> None:
         """Generate voice ``voice`` (2, 3, ...) of every tune after the voices before it, in one left-padded
         batch; with constraints, each row follows the bar template of its own voice 1. Appends the new
         rows' ids to ``voice_ids``."""
@@ -465,9 +455,10 @@ class AbcGenerationPipeline(Pipeline):
         if constrained:
             # Voice 1 fitted in max_new_tokens, so its template (same bar lines, fewest notes) fits too.
             constraints = [
-                AbcConstraint(self.tokenizer, meter=frame["meter"], unit_length=frame["unit"], key=frame["key_text"],
-                              num_bars=None, max_new_tokens=max_new_tokens, pickup=frame["pickup"],
-                              bar_lines=bar_template(self.tokenizer, rows[0]), rules=LEGACY_RULES)
+                AbcConstraint(self.tokenizer, unit_length=frame["unit"], key=frame["key_text"], num_bars=None,
+                              max_new_tokens=max_new_tokens, pickup=frame["pickup"],
+                              bar_lines=bar_template(self.tokenizer, rows[0]),
+                              **self._grammar(options, frame, later_voice=True))
                 for rows in voice_ids
             ]
             processors.append(AbcLogitsProcessor(constraints, width))
@@ -529,29 +520,8 @@ def _remaining_bars(frame: dict[str, Any]) -> int | None:
     return remaining
 
 
-# The default token budget per bar (generous for folk tunes at L:1/8) and the largest seed torch accepts.
+# The default token budget per bar (generous for folk tunes at L:1/8).
 TOKENS_PER_BAR = 12
-_MAX_SEED = 2**63 - 1
-
-
-def _short(value: Any) -> str:
-    """``repr`` of a bad value, cut to one short line for a message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """A whole number in ``low..high`` (``bool`` is not one here: ``bars=True`` is a mistake, not 1)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or \
-            (high is not None and value > high):
-        valid = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ConfigError(f"{name}={_short(value)}: give a whole number {valid}")
-
-
-def _check_real(name: str, value: Any, valid: str, ok: Any) -> None:
-    """A finite real number (int or float, not bool) for which ``ok(value)`` holds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
-        raise ConfigError(f"{name}={_short(value)}: give {valid}")
 
 
 def _fraction_text(value: Fraction) -> str:
@@ -572,18 +542,6 @@ def load_pipeline(model: str | Path) -> AbcGenerationPipeline:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         raise load_error(model, exc) from exc
-
-
-def read_prompt(path: str | Path) -> str:
-    """The text of a melody prompt file (``abcgen generate --prompt``); ``ConfigError`` when unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"prompt file {str(path)!r} does not exist (or is not a file): give an ABC file with the "
-                          "opening bars to continue")
-    text, reason = read_text(path)
-    if text is None:
-        raise ConfigError(f"prompt file {str(path)!r} cannot be read ({reason}): give an ABC text file")
-    return text
 
 
 def generate_to_folder(model: str | Path, out: str | Path, prompt_file: str | Path | None = None, *,

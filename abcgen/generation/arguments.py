@@ -1,0 +1,102 @@
+"""The pipeline's argument checks (``ConfigError`` naming the value and the fix, before anything is generated)
+and the grammar options of a call: ``grammar="legacy" | "idiom"``, ``cadence`` and ``idioms``.
+
+``grammar="legacy"`` (the default of this release) is the body grammar before the idioms
+(``LEGACY_RULES``: plain notes and bar lines, the model's own spaces). ``grammar="idiom"`` is the whole
+folk idiom (``DEFAULT_RULES``): broken rhythm, tuplets, ties, grace notes, decorations, slurs, chord
+symbols and chords -- those the model's training corpus uses (``idioms.json`` of the model folder; every
+idiom the tokenizer has tokens for when the folder has none) or the ``idioms`` given --, beams at the
+meter's beats with a line every 4 bars, and the cadence on the tonic (``cadence="forced"``, the default
+there, or ``"weighted"``: a logit bonus).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from abcgen.corpus.sources import read_text
+from abcgen.errors import ConfigError
+from abcgen.grammar.idioms import IDIOMS
+from abcgen.grammar.rules import DEFAULT_RULES, LEGACY_RULES
+from abcgen.grammar.rules.cadence import CADENCE_MODES
+
+GRAMMARS = {"legacy": LEGACY_RULES, "idiom": DEFAULT_RULES}
+DEFAULT_GRAMMAR = "legacy"
+MAX_SEED = 2**63 - 1  # the largest seed torch accepts
+
+
+def short(value: Any) -> str:
+    """``repr`` of a bad value, cut to one short line for a message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """A whole number in ``low..high`` (``bool`` is not one here: ``bars=True`` is a mistake, not 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or \
+            (high is not None and value > high):
+        valid = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ConfigError(f"{name}={short(value)}: give a whole number {valid}")
+
+
+def check_real(name: str, value: Any, valid: str, ok: Any) -> None:
+    """A finite real number (int or float, not bool) for which ``ok(value)`` holds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"{name}={short(value)}: give {valid}")
+
+
+def check_grammar_options(grammar: Any, cadence: Any, idioms: Any) -> dict[str, Any]:
+    """The grammar options of a call, checked: ``{"grammar", "cadence", "idioms"}`` with ``cadence``
+    ``"forced"`` by default under ``grammar="idiom"`` and ``idioms`` a frozenset of names or None (the
+    model's corpus decides). ``cadence`` and ``idioms`` are refused with the legacy grammar, which has
+    neither."""
+    if not isinstance(grammar, str) or grammar not in GRAMMARS:
+        raise ConfigError(f"grammar={short(grammar)}: give 'legacy' (plain notes and bar lines) or 'idiom' (the folk "
+                          "idiom: broken rhythm, triplets, ornaments, chords, beams, a cadence)")
+    if grammar == "legacy":
+        for name, value in (("cadence", cadence), ("idioms", idioms)):
+            if value is not None:
+                raise ConfigError(f"{name}={short(value)} needs grammar='idiom' (the legacy grammar has no "
+                                  f"{name}): add grammar='idiom' or leave {name} out")
+        return {"grammar": grammar, "cadence": None, "idioms": None}
+    if cadence is None:
+        cadence = "forced"
+    if not isinstance(cadence, str) or cadence not in CADENCE_MODES:
+        raise ConfigError(f"cadence={short(cadence)}: give 'forced' (the tune ends on the tonic) or 'weighted' (a "
+                          "bonus for ending there)")
+    if idioms is not None:
+        if isinstance(idioms, str) or not isinstance(idioms, Iterable):
+            raise ConfigError(f"idioms={short(idioms)}: give a set of idiom names, e.g. {{'broken', 'tuplets'}} "
+                              f"(idioms: {', '.join(IDIOMS)})")
+        idioms = frozenset(idioms)
+        unknown = sorted(str(name) for name in idioms if name not in IDIOMS)
+        if unknown:
+            raise ConfigError(f"idioms: {unknown[0]!r} is not an idiom; give names from {', '.join(IDIOMS)}")
+    return {"grammar": grammar, "cadence": cadence, "idioms": idioms}
+
+
+def parse_idioms_option(text: str | None) -> frozenset[str] | None:
+    """``--idioms broken,tuplets`` -> the names (``""`` -> no idiom at all); None -> None."""
+    if text is None:
+        return None
+    return frozenset(name.strip() for name in text.split(",") if name.strip())
+
+
+def read_prompt(path: str | Path) -> str:
+    """The text of a melody prompt file (``abcgen generate --prompt``); ``ConfigError`` when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prompt file {str(path)!r} does not exist (or is not a file): give an ABC file with the "
+                          "opening bars to continue")
+    text, reason = read_text(path)
+    if text is None:
+        raise ConfigError(f"prompt file {str(path)!r} cannot be read ({reason}): give an ABC text file")
+    return text
+
+
+__all__ = ["DEFAULT_GRAMMAR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_int", "check_real",
+           "parse_idioms_option", "read_prompt", "short"]
