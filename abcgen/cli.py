@@ -55,37 +55,26 @@ _positive_int = _whole_number(1, "4")
 _non_negative_int = _whole_number(0, "0")
 
 
-def _fraction(text: str) -> float:
-    """An argparse type: a share in [0, 1) (``--validation-fraction 0.05``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a share like 0.05") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and below 1, e.g. 0.05")
-    return value
+def _bounded_float(accept, must: str, give: str):  # noqa: ANN001, ANN202
+    """An argparse type: a number that ``accept`` takes; the messages say what it ``must`` be and what to give."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number: {give}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {must}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    """An argparse type: a finite number above 0 (temperature, timeout)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give one above 0") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
-    return value
-
-
-def _top_p(text: str) -> float:
-    """An argparse type: nucleus sampling's probability mass, in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a probability in (0, 1], e.g. 0.95") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0 and at most 1, e.g. 0.95")
-    return value
+# a share (--validation-fraction 0.05); a temperature or timeout; nucleus sampling's probability mass
+_fraction = _bounded_float(lambda v: 0 <= v < 1, "at least 0 and below 1, e.g. 0.05", "give a share like 0.05")
+_positive_float = _bounded_float(lambda v: 0 < v < float("inf"), "a finite number above 0", "give one above 0")
+_top_p = _bounded_float(lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95",
+                        "give a probability in (0, 1], e.g. 0.95")
 
 
 def _data_build(args: argparse.Namespace) -> int:
