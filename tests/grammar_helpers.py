@@ -17,6 +17,19 @@ from abcgen.tokenization.units import load_default_spec
 
 F = Fraction
 
+# (M:, L:, K:, bars, pickup in whole notes, form): the constraint settings the walk, sampling and golden
+# tests share (the golden file was recorded with exactly these).
+SETTINGS = [
+    ("4/4", "1/8", "D", 8, 0, None),
+    ("6/8", "1/8", "Ador", 16, 0, None),
+    ("3/4", "1/8", "G", 8, F(1, 8), None),
+    ("2/4", "1/16", "Bb", 16, 0, None),
+    ("4/4", "1/8", "Edor", 16, F(1, 8), "AABB"),
+    ("6/8", "1/8", "D", 8, F(1, 8), "AB"),
+    ("3/4", "1/4", "F", 8, 0, "ABAC"),
+    ("2/4", "1/8", "Em", 8, 0, "AABB"),
+]
+
 
 @functools.lru_cache(maxsize=1)
 def music_tokenizer() -> Any:
@@ -78,7 +91,8 @@ def allowed_texts(c: AbcConstraint) -> set[str]:
 
 
 def random_walk(c: AbcConstraint, rng: random.Random) -> list[int]:
-    """Feed ``c`` allowed tokens until it finishes: a random token class, then a random token of it."""
+    """Feed ``c`` allowed tokens until it finishes: a random token class first (so that rare classes such
+    as endings and '::' are reached), then a random token of it."""
     vocab = c.vocab
     written: list[int] = []
     while not c.finished:

@@ -7,12 +7,12 @@ import os
 import random
 import time
 from fractions import Fraction
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from grammar_helpers import SETTINGS, random_walk
 from tiny_models import tiny_base_tokenizer, tiny_metaspace_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
@@ -249,31 +249,8 @@ def test_contradictory_settings_are_config_errors(tok, kw) -> None:
 
 # --- 200 sampled tunes ----------------------------------------------------------------------------------
 
-# (M:, L:, K:, bars, pickup in whole notes, form)
-SETTINGS = [
-    ("4/4", "1/8", "D", 8, 0, None),
-    ("6/8", "1/8", "Ador", 16, 0, None),
-    ("3/4", "1/8", "G", 8, F(1, 8), None),
-    ("2/4", "1/16", "Bb", 16, 0, None),
-    ("4/4", "1/8", "Edor", 16, F(1, 8), "AABB"),
-    ("6/8", "1/8", "D", 8, F(1, 8), "AB"),
-    ("3/4", "1/4", "F", 8, 0, "ABAC"),
-    ("2/4", "1/8", "Em", 8, 0, "AABB"),
-]
 
 
-def _random_walk(c: AbcConstraint, vocab: Any, rng: random.Random) -> list[int]:
-    """Feed ``c`` allowed tokens until it finishes: a random token class first (so that rare classes such
-    as endings and '::' are reached), then a random token of it."""
-    written: list[int] = []
-    while not c.finished:
-        by_class: dict[int, list[int]] = {}
-        for i in c.allowed_ids():
-            by_class.setdefault(vocab.cls[i], []).append(i)
-        token = rng.choice(by_class[rng.choice(sorted(by_class))])
-        c.advance(token)
-        written.append(token)
-    return written
 
 
 def _check(abc: str, bars: int, meter: str) -> list[str]:
@@ -366,7 +343,6 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
     The idiom rules' walks are ``tests/test_grammar_walks.py``."""
 
     rng = random.Random(0)
-    vocab = music_vocabulary(tok)
     seen: set[str] = set()
     for walk in range(1500):
         meter, unit = rng.choice(WALK_METERS)
@@ -380,7 +356,7 @@ def test_random_walks_over_allowed_tokens_are_valid(tok) -> None:
         budget = probe.min_tokens_to_finish() + rng.choice([0, 1, 2, 5, 20, 80])
         c = AbcConstraint(tok, meter=bar, unit_length=parse_fraction(unit), key="C", num_bars=bars,
                           max_new_tokens=budget, pickup=pickup, form=form, rules=LEGACY_RULES)
-        written = _random_walk(c, vocab, rng)
+        written = random_walk(c, rng)
         assert len(written) <= budget
         body = ids_to_abc(tok, written)
         seen.update(kind for kind in ("|1", ":|2", "::", "||", ":|", "|:", "\n", " ") if kind in body)
@@ -558,10 +534,9 @@ def test_random_walks_of_several_voices_stay_in_step(tok) -> None:
     from abcgen.notation.voices import check_voices_in_step, split_voices
 
     rng = random.Random(1)
-    vocab = music_vocabulary(tok)
 
     def walk(c: AbcConstraint) -> list[int]:
-        return _random_walk(c, vocab, rng)
+        return random_walk(c, rng)
 
     for tune in range(300):
         meter, unit = rng.choice(WALK_METERS)

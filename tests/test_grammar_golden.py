@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from grammar_helpers import SETTINGS
 from tiny_models import tiny_base_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
@@ -43,17 +44,6 @@ from abcgen.tokenization.units import load_default_spec
 F = Fraction
 GOLDEN = Path(__file__).resolve().parent / "data" / "grammar_golden.json"
 
-# (M:, L:, K:, bars, pickup in whole notes, form)
-SETTINGS = [
-    ("4/4", "1/8", "D", 8, 0, None),
-    ("6/8", "1/8", "Ador", 16, 0, None),
-    ("3/4", "1/8", "G", 8, F(1, 8), None),
-    ("2/4", "1/16", "Bb", 16, 0, None),
-    ("4/4", "1/8", "Edor", 16, F(1, 8), "AABB"),
-    ("6/8", "1/8", "D", 8, F(1, 8), "AB"),
-    ("3/4", "1/4", "F", 8, 0, "ABAC"),
-    ("2/4", "1/8", "Em", 8, 0, "AABB"),
-]
 METERS = [("4/4", "1/8"), ("6/8", "1/8"), ("3/4", "1/8"), ("2/4", "1/16"), ("9/8", "1/8"), ("3/8", "1/8"),
           ("2/2", "1/4"), ("7/8", "1/16")]
 BAD = [
