@@ -75,6 +75,8 @@ _fraction = _bounded_float(lambda v: 0 <= v < 1, "at least 0 and below 1, e.g. 0
 _positive_float = _bounded_float(lambda v: 0 < v < float("inf"), "a finite number above 0", "give one above 0")
 _top_p = _bounded_float(lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95",
                         "give a probability in (0, 1], e.g. 0.95")
+_guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 2",
+                                 "give one of 0 or more, e.g. 2 (1 = no guidance)")
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -148,6 +150,10 @@ def _generate(args: argparse.Namespace) -> int:
     if is_gan_folder(args.model):  # a piano-roll MusicGAN (model.architecture=gan): no tokenizer, no pipeline
         from abcgen.generation.gan import run_generate_command
 
+        if args.guidance_scale != 1:  # refused, not ignored, as run_generate_command refuses what a GAN cannot do
+            raise ConfigError(f"{args.model} is a MusicGAN, which has no control tokens to guide: leave out "
+                              f"--guidance-scale {args.guidance_scale:g}")
+
         return run_generate_command(args)
     import torch
 
@@ -163,7 +169,7 @@ def _generate(args: argparse.Namespace) -> int:
         **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
         constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
-        cadence=args.cadence, idioms=parse_idioms_option(args.idioms))
+        cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale)
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -371,6 +377,10 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--temperature", type=float, default=1.0)
     gen.add_argument("--top-p", type=float, default=0.95)
     gen.add_argument("--max-new-tokens", type=int, default=None, help="default: enough for the requested bars")
+    gen.add_argument("--guidance-scale", type=_guidance_scale, default=1.0, help="classifier-free guidance on the "
+                     "conditions: 1 = off (the model as trained), above 1 (e.g. 2) follows them more strongly, 0 "
+                     "ignores them; each step runs twice the rows (benchmarks/guidance.py); one voice, not for "
+                     "MusicVAE or MusicGAN folders")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
     gen.add_argument("--grammar", default="legacy", help="legacy: plain notes and bar lines; idiom: the folk "

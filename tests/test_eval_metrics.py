@@ -291,8 +291,8 @@ def test_abc2midi_and_strict_validity():
 def test_meter_bars_and_form_adherence():
     jig = read_piece(SIMPLE_JIG)
     assert meter_adherence(jig, "6/8") and not meter_adherence(jig, "3/4")
-    # written bars with music, the leading pickup not counted (the B part's pickup bar "f|" is a bar)
-    assert bars_adherence(jig, 17) and not bars_adherence(jig, 16)
+    # written bars with music, no pickup counted: the leading "A|" nor the B part's "f|" (as evaluation asks)
+    assert bars_adherence(jig, 16) and not bars_adherence(jig, 17)
     assert bars_adherence(tune("F | C D E F | G A B c |"), 2)
     assert form_adherence(jig, "AABB") and not form_adherence(jig, "ABAC")
     common = tune("C D E F | G A B c |", meter="C")

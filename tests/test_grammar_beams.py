@@ -31,7 +31,13 @@ def test_spaces_are_written_at_the_groups() -> None:
     c.feed(ids("F"))
     assert allowed_texts(c) & {" ", "D", "|"} == {" "}  # the first dotted quarter is full
     c.feed(ids(" DFA"))
-    assert " " not in allowed_texts(c) and "|" in allowed_texts(c)  # no space before the bar line
+    assert allowed_texts(c) >= {" ", "|"}  # the bar is full: a space may stand before its bar line
+    c.feed(ids(" "))
+    assert " " not in allowed_texts(c) and "|" in allowed_texts(c)  # one space, then the bar line
+    c.feed(ids("|"))
+    assert " " in allowed_texts(c) and "d" in allowed_texts(c)  # after a bar line, a space or not
+    c.feed(ids(" "))
+    assert " " not in allowed_texts(c)
     rng = random.Random(1)
     for meter, group in (("6/8", 3), ("9/8", 3), ("4/4", 4), ("2/4", 2)):
         c = constraint(rules=RULES, meter=meter, unit_length=F(1, 8), num_bars=4, max_new_tokens=200)

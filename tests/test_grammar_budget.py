@@ -32,7 +32,9 @@ def test_tight_budget_forces_the_shortest_completion() -> None:
     assert c.min_tokens_to_finish() == 5
     assert all(t.endswith("8") for t in allowed_texts(c))
     c.feed(ids("A8"))
-    assert allowed_texts(c) == {"|", "||", "|:"}  # no space or newline: no budget left for them
+    # bar lines of equal cost (a ':|' repeats from the start), ' |' a one-token merge; no space or newline
+    # alone: no budget left for them
+    assert allowed_texts(c) == {"|", "||", "|:", ":|", ":||", "::", " |"}
     assert constraint(num_bars=16, form="AABB", meter=F(3, 4)).min_tokens_to_finish() == 34
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from grammar_helpers import F, allowed_texts, ask, constraint, ids
 
 from abcgen.grammar import OFFER, PASS, REFUSE
-from abcgen.grammar.state import E1, E2, R0, R1
+from abcgen.grammar.state import E1, E2, R0, R1, RC
 
 
 def _ask(g, s, text):  # noqa: ANN001, ANN202
@@ -35,13 +35,21 @@ def test_a_repeat_may_open_the_body_but_not_a_pickup() -> None:
 
 def test_bar_lines_by_repeat_state() -> None:
     g = constraint(num_bars=8).grammar
-    outside = full_bar(g, 0, R0)
+    outside = full_bar(g, 0, R0)  # no '|:' yet: ':|', '::' and '|1' repeat from the start
     assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2", "|]") if _ask(g, outside, t)[0] != REFUSE} == \
-        {"|", "||", "|:", "|]"}  # '|]' passes here; the end rule offers it only at the last bar
+        {"|", "||", "|:", "::", ":|", "|1", "|]"}  # '|]' passes here; the end rule offers it only at the last bar
+    closed = full_bar(g, 0, RC)  # after a ':|': abc2midi wants a '|:' before '|1' or '::'
+    assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2", "|]") if _ask(g, closed, t)[0] != REFUSE} == \
+        {"|", "||", "|:", ":|", "|]"}
+    assert _ask(g, outside, ":|")[1].repeat == RC and _ask(g, outside, "::")[1].repeat == R1
+    pickup = constraint(num_bars=8, pickup=F(1, 8)).grammar  # with a pickup: only explicit repeats
+    after_pickup = full_bar(pickup, 0, R0)
+    after_pickup.in_pickup = False
+    assert {t for t in ("|", "::", ":|", "|1") if _ask(pickup, after_pickup, t)[0] != REFUSE} == {"|"}
     inside = full_bar(g, 0, R1)
     assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2") if _ask(g, inside, t)[0] != REFUSE} == \
         {"|", "::", ":|", "|1"}
-    assert _ask(g, inside, ":|")[1].repeat == R0 and _ask(g, inside, "|1")[1].repeat == E1
+    assert _ask(g, inside, ":|")[1].repeat == RC and _ask(g, inside, "|1")[1].repeat == E1
     first = full_bar(g, 0, E1)
     assert _ask(g, first, ":|2")[1].repeat == E2 and _ask(g, first, ":|")[0] == REFUSE
 

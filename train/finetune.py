@@ -70,7 +70,14 @@ from abcgen.training.data import (
     pack_examples,
 )
 from abcgen.training.loss import DEFAULT_CHUNK_SIZE, global_token_count, loss_scale, model_token_loss
-from abcgen.training.model import apply_lora, build_tokenizer, count_parameters, load_model, resolve_dtype
+from abcgen.training.model import (
+    apply_lora,
+    build_tokenizer,
+    count_parameters,
+    load_model,
+    resolve_dtype,
+    trained_token_rows,
+)
 from abcgen.training.outputs import finish_step, make_optimizer, write_run_files
 from abcgen.training.run import (
     check_corpus,
@@ -351,12 +358,14 @@ def train(argv: list[str]) -> dict[str, Any]:
     model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer)
     # every id the tokenizer gives has an embedding row (the base's own tokenizer was checked by build_tokenizer)
     check_tokenizer_matches(model, tokenizer, fingerprint=False)
+    token_rows = trained_token_rows(cfg.lora, tokenizer, new_token_ids) if cfg.model.method == "lora" else []
     if cfg.model.method == "lora":
-        model = apply_lora(model, cfg.lora, new_token_ids)
+        model = apply_lora(model, cfg.lora, token_rows)
     model = compile_model(model, cfg.model.compile, backend=cfg.model.compile_backend)
     parameters = count_parameters(model)
-    log.info("model: %s method=%s, %s parameters (%s trainable), %d new token rows", cfg.model.name_or_path or "scratch",
-             cfg.model.method, f"{parameters['total']:,}", f"{parameters['trainable']:,}", len(new_token_ids))
+    log.info("model: %s method=%s, %s parameters (%s trainable), %d new token rows, %d token rows trained",
+             cfg.model.name_or_path or "scratch", cfg.model.method, f"{parameters['total']:,}",
+             f"{parameters['trainable']:,}", len(new_token_ids), len(token_rows))
 
     data = prepare_data(cfg, tokenizer, accelerator)
     train_rows = data[cfg.data.train_split]

@@ -19,6 +19,9 @@ from tqdm.auto import tqdm
 from abcgen.controls import DRAW_CAPPED, DRAW_HEADER, DRAW_LABEL, OTHER, ControlVocabulary
 from abcgen.controls import conditions as registered_conditions
 from abcgen.errors import AbcgenError, ConfigError
+from abcgen.evaluation.idiom import bars_without_pickups
+from abcgen.notation.checks import check_tune
+from abcgen.notation.tune import parse_tune
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,8 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
     among the ``eligible_rows``.
 
     How each condition is drawn is the registry's (``Condition.draw``): header conditions (key, meter, unit
-    length) are always copied; the bar count (``DRAW_CAPPED``) is copied capped at ``max_bars``; any other
+    length) are always copied; the bar count (``DRAW_CAPPED``) is copied capped at ``max_bars``, recounted
+    from the row's tune without its pickups (``_drawn_count``); any other
     label (``DRAW_LABEL``) becomes a condition when the model was trained with it (``trained``) and knows
     the value (it is in ``vocabulary``). Labels left out are recorded in ``Request.skipped`` with the
     reason, never silently."""
@@ -101,7 +105,7 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
             if condition.draw == DRAW_HEADER and row.get(condition.corpus_column):
                 wanted[name] = str(row[condition.corpus_column])
         for condition in registry:
-            count = int(row.get(condition.corpus_column) or 0) if condition.draw == DRAW_CAPPED else 0
+            count = _drawn_count(row, condition.corpus_column) if condition.draw == DRAW_CAPPED else 0
             if count:
                 wanted[condition.name] = min(count, max_bars)
                 if count > max_bars:
@@ -122,6 +126,19 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
             wanted.pop("form", None)  # the pipeline's multi-voice mode follows voice 1's bars, not a form
         requests.append(Request(wanted, voices, index, skipped))
     return requests
+
+
+def _drawn_count(row: Mapping[str, Any], column: str) -> int:
+    """The integer a ``DRAW_CAPPED`` condition copies from a row. The bar count is recounted from the row's
+    tune without any pickup (``bars_without_pickups``): the corpus's ``num_bars`` (``counted_bars``) leaves
+    out only the tune's first pickup, so ``|:A|dfd ...|D3 D2:||:f|afa ...|d3 d2:|`` has 17 there, and asking
+    a model for 17 bars asks for a tune no player would write (the grammar writes full bars only)."""
+    if column == "num_bars" and row.get("abc"):
+        try:
+            return bars_without_pickups(check_tune(parse_tune(str(row["abc"]))).report.bars)
+        except AbcgenError as exc:
+            log.debug("bar count of a row from its num_bars column: %s", exc)
+    return int(row.get(column) or 0)
 
 
 def generate_for_requests(pipe: Any, requests: Sequence[Request], settings: GenerationSettings, seed: int,

@@ -21,6 +21,7 @@ import re
 import numpy as np
 
 from abcgen.errors import AbcgenError, ConfigError
+from abcgen.evaluation.idiom import bars_without_pickups
 from abcgen.notation.keys import NO_KEY, Key, key_for
 from abcgen.notation.piece import Piece
 from abcgen.notation.structure import derive_form
@@ -135,9 +136,10 @@ def meter_adherence(piece: Piece, requested_meter_text: str) -> bool:
 
 
 def bars_adherence(piece: Piece, requested_bars: int) -> bool:
-    """F3: the piece has exactly ``requested_bars`` bars with music, a pickup not counted (as the
-    constrained decoder and the corpus count them)."""
-    return piece.check is not None and piece.check.report.num_bars == requested_bars
+    """F3: the piece has exactly ``requested_bars`` bars with music, no pickup counted, neither the tune's nor
+    a section's (``idiom.bars_without_pickups``, as evaluation draws the request from a real tune, and as
+    the constrained decoder writes them: full bars and at most a leading pickup)."""
+    return piece.check is not None and bars_without_pickups(piece.check.report.bars) == requested_bars
 
 
 def _section_pattern(form: str) -> list[int]:

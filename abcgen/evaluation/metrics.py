@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from abcgen._extras import needs_extra
 from abcgen.errors import AbcgenError, ConversionError
+from abcgen.evaluation.idiom import IDIOM_VALUE_NAMES, idiom_values
 from abcgen.notation import events as ev
 from abcgen.notation.bars import Bar
 from abcgen.notation.keys import parse_key
@@ -101,7 +102,7 @@ _DEGENERATE_BANDWIDTH_SHARE = 0.01
 PIECE_VALUE_NAMES: tuple[str, ...] = (
     "valid_ours", "bar_error_rate", "repeat_error", "truncated", "has_repeat_sign",
     "pitch_class_entropy", "scale_consistency", "pitch_range", "pitch_classes_used", "groove_consistency",
-    "mean_abs_interval", "self_similarity", "num_bars", "num_notes",
+    "mean_abs_interval", "self_similarity", "num_bars", "num_notes", *IDIOM_VALUE_NAMES,
 )
 
 YANG_LERCH_FEATURES: tuple[str, ...] = (
@@ -129,8 +130,11 @@ def piece_values(piece: Piece) -> dict[str, float]:
       definition, at a fixed resolution). A pickup (the first bar, or a short bar that opens a section) is
       aligned to the end of its bar; pairs of bars in different meters (or in free meter) are skipped.
     * ``mean_abs_interval``: mean |interval| (semitones) between successive melody notes.
-    * ``self_similarity``: share of the bars after the first whose text equals an earlier bar's text.
+    * ``self_similarity``: share of the bars after the first whose text equals an earlier bar's text (the
+      text of its notes and rests only, so ``A>B`` reads as ``AB``; ``bar_repeats`` compares the notes).
     * ``num_bars`` (bars with music, a pickup not counted), ``num_notes`` (all voices).
+    * folk idiom and form (``abcgen.evaluation.idiom``, ``IDIOM_VALUE_NAMES``): idioms used, ending on the
+      tonic, phrase cadences, bars repeating an earlier bar's notes, onsets on the meter's main beats.
     """
     values = dict.fromkeys(PIECE_VALUE_NAMES, NAN)
     values["valid_ours"] = 1.0 if piece.ok else 0.0
@@ -150,6 +154,7 @@ def piece_values(piece: Piece) -> dict[str, float]:
     values["groove_consistency"] = _groove_consistency(piece)
     values["mean_abs_interval"] = _mean_abs_interval(piece)
     values["self_similarity"] = _self_similarity(piece.bar_texts)
+    values.update(idiom_values(piece))
     return values
 
 

@@ -50,7 +50,19 @@ REFERENCES = {
     "overlap_mean": "real vs real 0.94-0.99",
     "kl_mean": "real vs real <= 0.011",
     "pitch_class_kl": "between halves 0.0010",
+    # folk-idiom.md: O'Neill's 1850 by a regex reading of the body
+    "uses_broken": "O'Neill's 41 %",
+    "uses_tuplets": "O'Neill's 30 %",
+    "uses_ties": "O'Neill's 11 %",
+    "uses_grace": "O'Neill's 32 %",
+    "uses_decorations": "folk-idiom.md: a few %; staccato `.A` counts here",
+    "uses_chord_symbols": "1-11 % here; ~99 % in some collections",
+    "uses_chords": "O'Neill's ~1 %",
+    "ends_on_tonic": "O'Neill's 82 %",
+    "bar_repeats": "O'Neill's ~24 % of bars",
+    "strong_beats": "real jigs ~100 %; generated 66-76 %",
 }
+IDIOM_TIER = "G"  # rows of abcgen.evaluation.idiom: their own section of report.md
 
 
 @dataclass
@@ -151,6 +163,7 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
     overlap, floor_halves = _distribution_rows(scoring, inputs.floor_real)
     _descriptor_rows(scoring, gen_vals, real_vals)
     _structure_rows(scoring, gen_vals, real_vals)
+    _idiom_rows(scoring, gen_vals, real_vals)
     # read once: the novelty index and the style classifier both use them (10k tunes take ~15 s to read)
     train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
     similarities = _novelty_rows(scoring, train_pieces)
@@ -270,6 +283,14 @@ def _structure_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: li
                          None, None))
     s.add("self_similarity", "D3", "%", "bars (after the first) that repeat an earlier bar exactly",
           _column(gen_vals, "self_similarity", 100.0), _column(real_vals, "self_similarity", 100.0), None)
+
+
+def _idiom_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: list[dict[str, float]]) -> None:
+    """Tier G: folk idiom and form (``abcgen.evaluation.idiom``), per tune, closer to real is better."""
+    from abcgen.evaluation.idiom import IDIOM_ROWS
+
+    for key, tier, description in IDIOM_ROWS:
+        s.add(key, tier, "%", description, _column(gen_vals, key, 100.0), _column(real_vals, key, 100.0), None)
 
 
 def _novelty_rows(s: _Scoring, train_pieces: list[Piece]) -> dict[str, list[float]]:
@@ -427,6 +448,16 @@ def _fmt(cell: Mapping[str, float] | None, unit: str) -> str:
     return text
 
 
+def _metric_table(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["| tier | metric | unit | generated | real | per seed | published reference |",
+             "|---|---|---|---|---|---|---|"]
+    for m in metrics:
+        seeds = ", ".join(f"{v:g}" for v in m.get("per_seed") or [])
+        lines.append(f"| {m['tier']} | {m['name']} | {m['unit']} | {_fmt(m['generated'], m['unit'])} | "
+                     f"{_fmt(m['real'], m['unit'])} | {seeds} | {m.get('reference', '')} |")
+    return lines
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as a Markdown page: settings, then one table of generated vs real per tier."""
     lines = [f"# Evaluation of {report['model'].get('path') or 'generated tunes'}", ""]
@@ -444,12 +475,14 @@ def report_markdown(report: Mapping[str, Any]) -> str:
               f"{sum(counts['floor_halves'])} held-out tunes. Training tunes indexed for copies: {counts['train']}.",
               "", "Intervals are bootstrap 95 % intervals over tunes. Set-level rows (B) compare generated with "
               "real, and real with real (the floor) in the *real* column.", ""]
-    lines += ["| tier | metric | unit | generated | real | per seed | published reference |",
-              "|---|---|---|---|---|---|---|"]
-    for m in report["metrics"]:
-        seeds = ", ".join(f"{v:g}" for v in m.get("per_seed") or [])
-        lines.append(f"| {m['tier']} | {m['name']} | {m['unit']} | {_fmt(m['generated'], m['unit'])} | "
-                     f"{_fmt(m['real'], m['unit'])} | {seeds} | {m.get('reference', '')} |")
+    idiom = [m for m in report["metrics"] if m["tier"].startswith(IDIOM_TIER)]
+    lines += _metric_table([m for m in report["metrics"] if not m["tier"].startswith(IDIOM_TIER)])
+    if idiom:
+        lines += ["", "## Folk idiom and form", "",
+                  "Per tune, the same code on both sides (`abcgen.evaluation.idiom`): G1 idioms used, G2 "
+                  "cadences (phrase ends: bars 4, 8, ... of each section, its pickup not counted), G3 bars "
+                  "repeating an earlier bar's notes, G4 onsets on the meter's main beats.", ""]
+        lines += _metric_table(idiom)
     if report.get("perplexity"):
         p = report["perplexity"]
         lines += ["", f"Held-out perplexity (diagnostic, not a quality score): {p['perplexity']:.2f} over "

@@ -7,7 +7,8 @@ folk idiom (``DEFAULT_RULES``): broken rhythm, tuplets, ties, grace notes, decor
 symbols and chords -- those the model's training corpus uses (``idioms.json`` of the model folder; every
 idiom the tokenizer has tokens for when the folder has none) or the ``idioms`` given --, beams at the
 meter's beats with a line every 4 bars, and the cadence on the tonic (``cadence="forced"``, the default
-there, or ``"weighted"``: a logit bonus).
+there, or ``"weighted"``: a logit bonus). ``guidance_scale`` (``check_guidance_scale``; 1 = off) is the
+classifier-free guidance of ``abcgen.generation.guidance``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def check_real(name: str, value: Any, valid: str, ok: Any) -> None:
     """A finite real number (int or float, not bool) for which ``ok(value)`` holds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
         raise ConfigError(f"{name}={short(value)}: give {valid}")
+
+
+def check_guidance_scale(value: Any) -> float:
+    """``guidance_scale``: a finite number >= 0 (1 = off, the conditional model as trained; above 1 follows the
+    control tokens more strongly; 0 ignores them). Returned as a float."""
+    check_real("guidance_scale", value, "a number of 0 or more, e.g. 2 (1.0 = no guidance: the model as trained; "
+               "above 1 follows the conditions more strongly)", lambda v: v >= 0)
+    return float(value)
 
 
 def check_grammar_options(grammar: Any, cadence: Any, idioms: Any) -> dict[str, Any]:
@@ -98,5 +107,5 @@ def read_prompt(path: str | Path) -> str:
     return text
 
 
-__all__ = ["DEFAULT_GRAMMAR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_int", "check_real",
-           "parse_idioms_option", "read_prompt", "short"]
+__all__ = ["DEFAULT_GRAMMAR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_guidance_scale", "check_int",
+           "check_real", "parse_idioms_option", "read_prompt", "short"]

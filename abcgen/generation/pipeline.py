@@ -59,6 +59,7 @@ from abcgen.generation.arguments import (
     read_prompt,
     short,
 )
+from abcgen.generation.guidance import check_guidance, guided_generate
 from abcgen.generation.model_files import corpus_idioms, load_control_vocabulary, trained_conditions
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
@@ -197,6 +198,7 @@ class AbcGenerationPipeline(Pipeline):
         grammar: str = DEFAULT_GRAMMAR,
         cadence: str | None = None,
         idioms: Any = None,
+        guidance_scale: float = 1.0,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -205,7 +207,7 @@ class AbcGenerationPipeline(Pipeline):
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
-                                        "cadence, idioms")
+                                        "cadence, idioms, guidance_scale")
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
@@ -230,6 +232,7 @@ class AbcGenerationPipeline(Pipeline):
         if not isinstance(constrained, bool):
             raise ConfigError(f"constrained={short(constrained)}: give True or False")
         options = check_grammar_options(grammar, cadence, idioms)
+        options["guidance_scale"] = check_guidance(self.model, guidance_scale, voices)  # abcgen.generation.guidance
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
         preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
@@ -387,7 +390,8 @@ class AbcGenerationPipeline(Pipeline):
         rules = GRAMMARS["idiom"]
         if later_voice:
             rules = tuple(name for name in rules if name != "cadence")
-        return {"meter": frame["meter_text"], "rules": rules, "idioms": idioms, "cadence": options["cadence"]}
+        return {"meter": frame["meter_text"], "rules": rules, "idioms": idioms, "cadence": options["cadence"],
+                "recurrence": not later_voice}  # phrases and returning sections replay earlier bars
 
     def _forward(self, model_inputs: dict[str, Any], num_return_sequences: int, temperature: float, top_p: float,
                  seed: int | None, constrained: bool, options: dict[str, Any]) -> dict[str, Any]:
@@ -412,7 +416,7 @@ class AbcGenerationPipeline(Pipeline):
         if seed is not None:
             torch.manual_seed(seed)
         try:
-            output = self.model.generate(
+            output = guided_generate(self.model, self.prompt_format, model_inputs, options["guidance_scale"])(
                 input_ids, attention_mask=torch.ones_like(input_ids), do_sample=True, temperature=temperature,
                 top_p=top_p, max_new_tokens=max_new_tokens, logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,

@@ -30,6 +30,7 @@ from abcgen.grammar.errors import (
     UnknownRuleError,
 )
 from abcgen.grammar.idioms import idioms_from_shares
+from abcgen.grammar.recurrence import recurrence_plan
 from abcgen.grammar.rules import (
     CORE,
     DEFAULT_RULES,
@@ -45,7 +46,7 @@ from abcgen.grammar.rules.budget import check_budget_value
 from abcgen.grammar.rules.cadence import check_cadence
 from abcgen.grammar.state import INF, LAST_AFTER, State
 from abcgen.grammar.timing import Timing, beam_length, beat_length, is_compound, meter_parts
-from abcgen.grammar.vocabulary import MusicVocabulary, Unit, music_vocabulary
+from abcgen.grammar.vocabulary import BAR, COMPOSITE, NEWLINE, SPACE, MusicVocabulary, Unit, music_vocabulary
 from abcgen.notation.keys import parse_key
 from abcgen.notation.lexer import parse_fraction
 
@@ -147,7 +148,8 @@ class Grammar:
             rule.bind(self)
             self.rules.append(rule)
         self.budget = next((r for r in self.rules if isinstance(r, BudgetRule)), None)
-        self._steps = {c: [r.step for r in self.rules if c in r.classes] for c in {u.cls for u in self.units}}
+        classes = {u.cls for u in self.units} | {p.cls for u in self.units for p in u.parts}
+        self._steps = {c: [r.step for r in self.rules if c in r.classes] for c in classes}
         self._costs = [r.finish_cost for r in self.rules if type(r).finish_cost is not Rule.finish_cost]
         self._keys = [r.key for r in self.rules if type(r).key is not Rule.key]
         self._weights = [r.weight for r in self.rules if type(r).weight is not Rule.weight]
@@ -174,10 +176,25 @@ class Grammar:
         return total
 
     def next_state(self, s: State, unit: Unit) -> State | None:
-        """The state after ``unit`` in a state without forced tokens, None when the rules do not allow it."""
+        """The state after ``unit`` (one token) in a state without forced tokens, None when the rules do not
+        allow it. A composite token is allowed when its parts are, in turn, with nothing forced between."""
+        if unit.parts:
+            ns: State | None = s
+            for part in unit.parts:
+                if ns is None or ns.pending or ns.closed:
+                    return None
+                ns = self._apply(ns, part)
+        else:
+            ns = self._apply(s, unit)
+        if ns is not None:
+            ns.generated = s.generated + 1
+        return ns
+
+    def _apply(self, s: State, unit: Unit) -> State | None:
+        """The state after one unit (not counting the token)."""
         ns = s.copy()
         offered = False
-        for step in self._steps[unit.cls]:
+        for step in self._steps.get(unit.cls, ()):
             verdict = step(s, ns, unit)
             if verdict == REFUSE:
                 return None
@@ -187,7 +204,6 @@ class Grammar:
         last = LAST_AFTER[unit.cls]
         if last is not None:
             ns.last = last
-        ns.generated = s.generated + 1
         return ns
 
     def key(self, s: State, max_new_tokens: int) -> Hashable:
@@ -334,7 +350,9 @@ class AbcConstraint:
     training corpus; a mapping name -> share keeps those with a share of at least ``MIN_IDIOM_SHARE``;
     None: every idiom the tokenizer has tokens for); ``cadence``: ``"forced"`` (the last note is masked
     to the degree) or ``"weighted"`` (a logit bonus of ``cadence_weight``); ``cadence_sections``: also
-    the last note of each ``form`` section. Raises a ``GrammarConfigError`` (a ``ConfigError``)
+    the last note of each ``form`` section; ``recurrence``: replay earlier bars where phrases and
+    returning sections repeat them (``abcgen.grammar.recurrence``; ``variation``: a returning section gets a
+    new cadence). Raises a ``GrammarConfigError`` (a ``ConfigError``)
     when the settings contradict each other, ``BudgetTooSmallError`` when the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -360,6 +378,8 @@ class AbcConstraint:
         cadence_degree: int = 1,
         cadence_sections: bool = False,
         cadence_weight: float = 4.0,
+        recurrence: bool = False,
+        variation: bool = True,
     ) -> None:
         meter_text = meter if isinstance(meter, str) else None
         meter = read_meter(meter)
@@ -382,6 +402,7 @@ class AbcConstraint:
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab
         self.key, self.max_new_tokens = key, max_new_tokens
+        self.plan = recurrence_plan(num_bars, form or None, variation=variation) if recurrence else {}
         self.reset()
         if self.grammar.budget is not None:
             self.grammar.budget.check(max_new_tokens, self.min_tokens_to_finish())
@@ -408,13 +429,50 @@ class AbcConstraint:
     def reset(self) -> None:
         """Back to the start of the body."""
         self.state = self.grammar.start_state()
+        self.bar_ids: dict[int, list[int]] = {}  # full bar -> its tokens (no bar line), for ``recurrence``
+        self.replay: list[int] = []  # tokens of an earlier bar still to replay in this one
 
     def copy(self) -> AbcConstraint:
         """A constraint in the same state that goes on independently (same settings and caches)."""
         twin = object.__new__(AbcConstraint)
         twin.__dict__.update(self.__dict__)
         twin.state = self.state.copy()
+        twin.bar_ids = {bar: list(ids) for bar, ids in self.bar_ids.items()}
+        twin.replay = list(self.replay)
         return twin
+
+    def _forced(self, decision: Decision) -> int | None:
+        """The replayed token to force now (``recurrence``), None when the model chooses. A replay the
+        grammar refuses is dropped, except while only a space or line break may come (the bar has not
+        started yet)."""
+        if not self.replay:
+            return None
+        token_id = self.replay[0]
+        if token_id in decision.allowed:
+            return token_id
+        if all(self.vocab.cls[i] in (SPACE, NEWLINE) for i in decision.allowed):
+            return None
+        self.replay = []
+        return None
+
+    def _record(self, token_id: int, before: State) -> None:
+        """Keep the bar's tokens (``recurrence``) and start a replay where a new bar repeats an earlier one."""
+        cls = self.vocab.cls[token_id]
+        parts = self.vocab.parts_of[token_id] if cls == COMPOSITE else None
+        has_bar = cls == BAR or bool(parts and any(p[0] == BAR for p in parts))
+        bar = before.bars_done + 1
+        if not has_bar and not before.in_pickup and not before.pending:
+            ids = self.bar_ids.setdefault(bar, [])
+            if ids or cls not in (SPACE, NEWLINE):
+                ids.append(token_id)
+        if self.replay and token_id == self.replay[0]:
+            self.replay.pop(0)
+        elif self.replay and cls not in (SPACE, NEWLINE):
+            self.replay = []
+        s = self.state
+        if has_bar and s.room and not s.in_pickup and not s.closed:  # a new full bar starts
+            source = self.plan.get(s.bars_done + 1)
+            self.replay = list(self.bar_ids.get(source, ())) if source is not None else []
 
     @property
     def tokens_left(self) -> int:
@@ -445,11 +503,19 @@ class AbcConstraint:
 
     def allowed_mask(self) -> torch.Tensor:
         """Boolean mask over the tokenizer's vocabulary of the tokens allowed next (CPU, do not modify)."""
-        return self._decide().mask
+        decision = self._decide()
+        forced = self._forced(decision)
+        if forced is None:
+            return decision.mask
+        mask = torch.zeros_like(decision.mask)
+        mask[forced] = True
+        return mask
 
     def allowed_ids(self) -> list[int]:
         """Sorted ids of the tokens allowed next."""
-        return sorted(self._decide().allowed)
+        decision = self._decide()
+        forced = self._forced(decision)
+        return [forced] if forced is not None else sorted(decision.allowed)
 
     def bonus(self) -> torch.Tensor | None:
         """The logit bonus of the tokens allowed next (weighted rules: cadence), None when there is none."""
@@ -474,10 +540,11 @@ class AbcConstraint:
         """``allowed_mask()`` on ``device``, padded with False to ``width`` (the model's vocabulary size);
         ``blocked=True`` gives its complement (the tokens to mask). Cached per state, device and width."""
         cache = self.grammar.cache
-        dkey = (self._key(), device, width, blocked)
+        forced = self._forced(self._decide()) if self.replay else None
+        dkey = (self._key(), device, width, blocked) if forced is None else ("replay", forced, device, width, blocked)
         cached = cache.get(dkey)
         if cached is None:
-            mask = self._decide().mask
+            mask = self.allowed_mask()
             if width > mask.numel():
                 mask = torch.cat([mask, torch.zeros(width - mask.numel(), dtype=torch.bool)])
             mask = mask[:width]
@@ -493,6 +560,7 @@ class AbcConstraint:
         if token_id not in self._decide().allowed:
             text = self.vocab.texts[token_id] if 0 <= token_id < self.vocab.size else "?"
             raise ConstraintViolation(f"token {token_id} ({text!r}) is not allowed after {s}")
+        before = s
         if s.pending:  # a forced bar-line token
             ns = s.copy()
             ns.pending, ns.last, ns.generated = s.pending[1:], "bar", s.generated + 1
@@ -504,6 +572,8 @@ class AbcConstraint:
             assert next_state is not None  # allowed tokens have a transition
             ns = next_state
         self.state = ns
+        if self.plan:
+            self._record(token_id, before)
 
     def feed(self, token_ids: Sequence[int]) -> None:
         """``advance`` each token in turn."""

@@ -11,8 +11,9 @@ from typing import Any
 
 INF = 10**9  # "cannot be done" in cost tables
 
-# Repeat states (free mode): no repeat open, repeat open, inside a first ending, inside a second ending.
-R0, R1, E1, E2 = "none", "open", "first", "second"
+# Repeat states (free mode): no repeat open, repeat open, inside a first ending, inside a second ending,
+# and RC: none open, a ':|' closed the last one (abc2midi then needs a '|:' or '||' before '|1' or '::').
+R0, R1, E1, E2, RC = "none", "open", "first", "second", "closed"
 
 # What ``State.last`` becomes after a unit of each class (indexed by the vocabulary's token classes; None:
 # unchanged). A "prefix" (tuplet, broken rhythm, grace, decoration, slur, chord symbol, an open chord) must
@@ -77,5 +78,5 @@ class State:
                      self.need_space, self.need_newline, self.tonic_end)
 
 
-__all__ = ["DECORATION_LEVEL", "E1", "E2", "GRACE_LEVEL", "INF", "LAST_AFTER", "R0", "R1", "SLUR_LEVEL",
+__all__ = ["DECORATION_LEVEL", "E1", "E2", "GRACE_LEVEL", "INF", "LAST_AFTER", "R0", "R1", "RC", "SLUR_LEVEL",
            "SYMBOL_LEVEL", "TUPLET_LEVEL", "State"]

@@ -28,6 +28,9 @@ OTHER, NOTE, SPACE, NEWLINE, BAR, EOS, PAD = range(7)
 (BROKEN, TUPLET, TIE, GRACE_OPEN, GRACE_CLOSE, DECORATION, SLUR_OPEN, SLUR_CLOSE, CHORD_SYMBOL, CHORD_OPEN,
  CHORD_CLOSE) = range(7, 18)
 IDIOM_CLASSES = frozenset(range(7, 18))
+# A token whose text is two units written together (BPE merges such as " (", " |]", "A2 ", "AB"): the rules
+# see its two parts in turn (``Unit.parts``), so a model keeps the merged tokens its tokenizer gives it.
+COMPOSITE = 18
 IDIOM_CLASS_NAMES = {"broken": BROKEN, "tuplet": TUPLET, "tie": TIE, "grace_open": GRACE_OPEN,
                      "grace_close": GRACE_CLOSE, "decoration": DECORATION, "slur_open": SLUR_OPEN,
                      "slur_close": SLUR_CLOSE, "chord_symbol": CHORD_SYMBOL, "chord_open": CHORD_OPEN,
@@ -129,7 +132,8 @@ class Unit:
     start a line before a ``:``-bar line), ``rest`` and, in the pitched units only, ``pitch`` (letter
     upper case, octave as ``abcgen.notation.events.Pitch``, accidental as written); a bar line has its
     ``text`` and its ``kind`` (``:||`` counts as ``:|``); an idiom token its ``text`` and ``value``
-    (``parse_idiom``). ``mask`` is the unit's tokens over the vocabulary."""
+    (``parse_idiom``); a ``COMPOSITE`` token its two ``parts``. ``mask`` is the unit's tokens over the
+    vocabulary."""
 
     cls: int
     mask: torch.Tensor = field(repr=False)
@@ -140,6 +144,7 @@ class Unit:
     rest: bool = False
     pitch: tuple[str, int, str] | None = None
     value: Any = None
+    parts: tuple[Unit, ...] = ()  # a COMPOSITE token's units, in order
 
 
 class MusicVocabulary:
@@ -170,9 +175,21 @@ class MusicVocabulary:
         if self.pad_token_id is not None and self.pad_token_id != self.eos_token_id:
             cls[self.pad_token_id] = PAD
         self.texts = texts
+        # Two-unit tokens: only where the parts are read exactly as written apart (no bar line next to a
+        # bar line -- '|' + '|' is '||' --, no two spaces). parts_of[i]: ((cls, value, text), ...) or None.
+        self.parts_of: list[tuple[tuple[int, Any, str], ...] | None] = [None] * n
+        for i, text in enumerate(texts):
+            if cls[i] == OTHER and i not in special and 1 < len(text) <= 12:
+                parts = _split_two(text)
+                if parts is not None:
+                    cls[i], self.parts_of[i] = COMPOSITE, parts
         self.cls = cls
         self.values = [v if c >= BROKEN else None for c, v in zip(cls, value, strict=True)]
         self.durations: tuple[Fraction, ...] = tuple(sorted({v for c, v in zip(cls, value, strict=True) if c == NOTE}))
+        # a composite whose note length no single token has stays out (every length is indexed)
+        for i, parts in enumerate(self.parts_of):
+            if parts is not None and any(pc == NOTE and pv not in self.durations for pc, pv, _ in parts):
+                cls[i], self.parts_of[i] = OTHER, None
         where = {d: j for j, d in enumerate(self.durations)}
         self.dur_index = [where[v] if c == NOTE else -1 for c, v in zip(cls, value, strict=True)]
         self.bar_kind = [v if c == BAR else None for c, v in zip(cls, value, strict=True)]
@@ -192,7 +209,7 @@ class MusicVocabulary:
         bar_texts = sorted({t for t, k in zip(texts, self.bar_kind, strict=True) if k is not None})
         self.bar_text_masks = {t: torch.tensor([k is not None and x == t for x, k in zip(texts, self.bar_kind, strict=True)])
                                for t in bar_texts}
-        self.idiom_classes = frozenset(c for c in cls if c in IDIOM_CLASSES)
+        self.idiom_classes = frozenset(c for c in cls if c in IDIOM_CLASSES)  # single tokens: a rule needs them
         self.units, self.unit_of = self._units(lone, pitched=False)
         self.pitched_units, self.pitched_unit_of = self._units(lone, pitched=True)
 
@@ -208,7 +225,33 @@ class MusicVocabulary:
             return c, self.texts[i]
         if c in (SPACE, NEWLINE, EOS):
             return (c,)
+        if c == COMPOSITE:
+            return (COMPOSITE, *(self._part_group(part, pitched) for part in self.parts_of[i]))
         return None
+
+    def _part_group(self, part: tuple[int, Any, str], pitched: bool) -> tuple[Any, ...]:
+        """The group of one part of a composite token, as ``_group`` gives it for a token of that text."""
+        c, v, text = part
+        if c == NOTE:
+            pitch = _pitch_of(text)
+            lone = len(text) == 1 and bool(_LETTER_RE.fullmatch(text))
+            return NOTE, self.durations.index(v), lone, pitch is None, pitch if pitched else None
+        if c in (BAR,) or c in IDIOM_CLASSES:
+            return c, text
+        return (c,)
+
+    def _unit(self, group: tuple[Any, ...], mask: torch.Tensor) -> Unit:
+        c = group[0]
+        if c == NOTE:
+            return Unit(NOTE, mask, dur=group[1], lone=group[2], rest=group[3], pitch=group[4])
+        if c == BAR:
+            return Unit(BAR, mask, text=group[1], kind=BAR_KINDS[group[1]])
+        if c in IDIOM_CLASSES:
+            return Unit(c, mask, text=group[1], value=parse_idiom(group[1])[1])
+        if c == COMPOSITE:
+            empty = torch.zeros(0, dtype=torch.bool)
+            return Unit(COMPOSITE, mask, parts=tuple(self._unit(part, empty) for part in group[1:]))
+        return Unit(c, mask)
 
     def _units(self, lone: list[bool], pitched: bool) -> tuple[list[Unit], list[int]]:
         """The candidate units (notes by length, lone-letter flag, rest and -- ``pitched`` -- pitch; bar
@@ -226,18 +269,9 @@ class MusicVocabulary:
             members = groups[group]
             mask = torch.zeros(self.size, dtype=torch.bool)
             mask[members] = True
-            first = members[0]
-            c = group[0]
             for i in members:
                 unit_of[i] = len(units)
-            if c == NOTE:
-                units.append(Unit(NOTE, mask, dur=group[1], lone=group[2], rest=group[3], pitch=group[4]))
-            elif c == BAR:
-                units.append(Unit(BAR, mask, text=group[1], kind=BAR_KINDS[group[1]]))
-            elif c in IDIOM_CLASSES:
-                units.append(Unit(c, mask, text=group[1], value=self.values[first]))
-            else:
-                units.append(Unit(c, mask))
+            units.append(self._unit(group, mask))
         return units, unit_of
 
     def describe(self) -> dict[str, Any]:
@@ -250,7 +284,24 @@ class MusicVocabulary:
             "spaces": int(self.space.sum()),
             "newlines": int(self.newline.sum()),
             "idioms": {name: int(sum(c == cls for c in self.cls)) for name, cls in IDIOM_CLASS_NAMES.items()},
+            "composites": int(sum(c == COMPOSITE for c in self.cls)),
         }
+
+
+def _split_two(text: str) -> tuple[tuple[int, Any, str], tuple[int, Any, str]] | None:
+    """``text`` as exactly two units read apart (``" ("`` -> space, slur; ``"A2 "`` -> note, space), or
+    None. Refused: two bar lines or two spaces (written together they are another unit), a note followed
+    by something that would change it when written together (a note's length or octave marks are parts
+    of no unit, so this cannot happen), and texts with several readings."""
+    found = None
+    for cut in range(1, len(text)):
+        first, second = parse_unit(text[:cut]), parse_unit(text[cut:])
+        if OTHER in (first[0], second[0]) or first[0] == second[0] in (BAR, SPACE, NEWLINE):
+            continue
+        if found is not None:
+            return None
+        found = ((first[0], first[1], text[:cut]), (second[0], second[1], text[cut:]))
+    return found
 
 
 def _pitch_of(text: str) -> tuple[str, int, str] | None:
@@ -279,6 +330,13 @@ def music_vocabulary(tokenizer: Any) -> MusicVocabulary:
     return cached
 
 
+def music_token_ids(tokenizer: Any) -> list[int]:
+    """The ids of every token the body grammar can write: notes, rests, bar lines, spaces, newlines, idiom
+    symbols (``>`` ``(3`` ``{`` ``~`` ...) and their two-unit merges -- the tokens a tune body is made of."""
+    vocab = music_vocabulary(tokenizer)
+    return [i for i, c in enumerate(vocab.cls) if c not in (OTHER, EOS, PAD)]
+
+
 def split_bar_line(vocab: MusicVocabulary, text: str) -> tuple[str, ...] | None:
     """``text`` (one or more bar lines written together, e.g. ``":||:"``) as the fewest single-token bar
     lines of the vocabulary (``(":|", "|:")``), or None when it cannot be written with them."""
@@ -303,21 +361,26 @@ def bar_template(tokenizer: Any, token_ids: Sequence[int]) -> list[str]:
     entries: list[str] = []
     current = ""  # bar-line text since the last note
     seen_note = False
+    pieces: list[tuple[int, str]] = []  # (class, text) of each unit, a composite token's parts in turn
     for token_id in map(int, token_ids):
         c = vocab.cls[token_id] if 0 <= token_id < vocab.size else OTHER
         if c in (EOS, PAD):
             break
+        parts = vocab.parts_of[token_id] if c == COMPOSITE else None
+        pieces += [(pc, text) for pc, _, text in parts] if parts else [(c, vocab.texts[token_id] if c == BAR else "")]
+    for c, text in pieces:
         if c == NOTE:
             if not seen_note or current:
                 entries.append(current)  # the opening bar line, or the one ending the previous bar
             current, seen_note = "", True
         elif c == BAR:
-            current += vocab.texts[token_id]
+            current += text
     entries.append(current)
     return entries
 
 
-__all__ = ["BAR", "BAR_KINDS", "BROKEN", "CHORD_CLOSE", "CHORD_NAME_RE", "CHORD_OPEN", "CHORD_SYMBOL", "DECORATION",
+__all__ = ["BAR", "BAR_KINDS", "BROKEN", "CHORD_CLOSE", "CHORD_NAME_RE", "CHORD_OPEN", "CHORD_SYMBOL", "COMPOSITE",
+           "DECORATION",
            "EOS", "GRACE_CLOSE", "GRACE_OPEN", "IDIOM_CLASSES", "IDIOM_CLASS_NAMES", "NEWLINE", "NOTE", "OTHER", "PAD",
            "SLUR_CLOSE", "SLUR_OPEN", "SPACE", "TIE", "TUPLET", "MusicVocabulary", "Unit", "bar_template",
-           "music_vocabulary", "parse_idiom", "parse_unit", "split_bar_line"]
+           "music_token_ids", "music_vocabulary", "parse_idiom", "parse_unit", "split_bar_line"]

@@ -23,6 +23,9 @@ __all__ = ["abc2midi_check", "abc_to_midi"]
 # abc2midi reports problems as "Error in line-char 7-31 : ..." / "Warning in line-char 6-16 : ...",
 # some without a position ("Error : ...").
 _DIAGNOSTIC_RE = re.compile(r"^\s*(Error|Warning)\b")
+# Not problems: how abc2midi reads a second ':|' with no '|:' between (``A :| B :|``, legal ABC and the
+# way most of O'Neill's writes a two-part tune) -- it plays the B part twice, as written.
+_IMPLICIT_REPEAT_RE = re.compile(r"^Warning in line-char \d+-\d+ : (Assuming repeat|replacing \|: with double repeat \(::\))$")
 
 # Generous: abc2midi converts a normal tune in a few milliseconds; a hang means a pathological input.
 _ABC2MIDI_TIMEOUT_S = 30
@@ -36,8 +39,10 @@ def _abc2midi_path() -> str:
 
 
 def _diagnostics(output: str) -> list[str]:
-    """The ``Error``/``Warning`` lines of abc2midi's output (it writes them to stdout)."""
-    return [line.strip() for line in output.splitlines() if _DIAGNOSTIC_RE.match(line)]
+    """The ``Error``/``Warning`` lines of abc2midi's output (it writes them to stdout), without its notes on
+    implicit repeats (``_IMPLICIT_REPEAT_RE``)."""
+    lines = (line.strip() for line in output.splitlines() if _DIAGNOSTIC_RE.match(line))
+    return [line for line in lines if not _IMPLICIT_REPEAT_RE.match(line)]
 
 
 def _run_abc2midi(args: list[str], cwd: str) -> subprocess.CompletedProcess[str]:

@@ -146,7 +146,7 @@ def render_abc(
                     _timed(name, fmt, audio.render_audio, midi_path, out, fmt, found_soundfont, sample_rate, gain,
                            name)
                 elif fmt in ("svg", "png") and svg is None:
-                    svg = _timed(name, "svg", sheet.render_svg, abc, name)
+                    svg = _timed(name, "svg", sheet.render_svg, abc, name, stem.name)
                 if fmt == "svg":
                     out.write_text(svg, encoding="utf-8")
                 elif fmt == "png":

@@ -16,6 +16,9 @@ Every sequence a model is trained on or prompted with has one layout::
   sampling, ``FREE_HEADER``). Header and body are tokenized together, as one text.
 * the **body** starts right after ``K:`` (with several voices after ``V:1``: ``body_start``); EOS ends
   it. A decoded body is the header's continuation: ``header + decode(generated ids)``.
+* the **unconditional prompt** (classifier-free guidance, ``abcgen.generation.guidance``) is a prompt with
+  its control prefix emptied, the header and body kept: ``unconditional_prompt_ids(prompt_ids(labels,
+  text), labels) == prompt_ids({}, text)`` -- what condition dropout trains when it drops every condition.
 
 ``PromptFormat`` is the seam a second representation (REMI, for one) implements; ``AbcPromptFormat`` is
 the first implementation, used by the training data (``abcgen.training.data``), the ``abc-generation``
@@ -127,6 +130,10 @@ class PromptFormat(Protocol):
     def prompt_ids(self, labels: Mapping[str, str], text: str = FREE_HEADER) -> list[int]:
         """The ids a model is prompted with: the context of ``labels``, then ``text`` (header + body so far)."""
 
+    def unconditional_prompt_ids(self, prompt_ids: Sequence[int], labels: Mapping[str, str]) -> list[int]:
+        """``prompt_ids`` (= ``prompt_ids(labels, text)``) without its control tokens: ``prompt_ids({}, text)``,
+        the unconditional branch of classifier-free guidance."""
+
     def decode(self, ids: Sequence[int]) -> str:
         """Generated ids back to text, to be appended to the prompt's text."""
 
@@ -166,6 +173,18 @@ class AbcPromptFormat:
 
     def prompt_ids(self, labels: Mapping[str, str], text: str = FREE_HEADER) -> list[int]:
         return self.context_ids(labels) + abc_to_ids(self.tokenizer, text)
+
+    def unconditional_prompt_ids(self, prompt_ids: Sequence[int], labels: Mapping[str, str]) -> list[int]:
+        """The same prompt with every condition dropped: BOS, the empty prefix (its newline alone), then the
+        same text ids -- what training shows when condition dropout drops every condition of a tune. The
+        prefix is tokenized apart from the text, so this is ``prompt_ids({}, text)`` exactly, and the text
+        ids stay those of the conditional prompt (the two branches differ in the prefix only). ``ValueError``
+        when ``prompt_ids`` does not start with the context of ``labels``."""
+        context = self.context_ids(labels)
+        if list(prompt_ids[: len(context)]) != context:
+            raise ValueError("unconditional_prompt_ids: the prompt does not start with the control prefix of "
+                             f"{dict(labels)!r}")
+        return self.context_ids({}) + list(prompt_ids[len(context):])
 
     def decode(self, ids: Sequence[int]) -> str:
         return ids_to_abc(self.tokenizer, list(ids))

@@ -153,6 +153,10 @@ class LoraSettings:
     )
     train_new_tokens: bool = field(default=True, metadata=_help("train the added token rows (music units, "
                                                                     "controls) through peft trainable_token_indices"))
+    train_music_tokens: bool = field(default=True, metadata=_help(
+        "also train the rows of every token a tune body is written in (notes, bar lines, the idiom's symbols "
+        "> (3 { ~ ( ...): a base that never saw broken rhythm or grace notes gives them almost no probability, "
+        "and the adapters alone barely move it"))
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch
 
 from abcgen.controls import ControlVocabulary
 from abcgen.errors import ConfigError
+from abcgen.grammar.vocabulary import music_token_ids
 from abcgen.model_folder import CONFIG_KEY, check_tokenizer_matches, tokenizer_fingerprint
 from abcgen.models.lstm import MusicLSTM, MusicLSTMConfig
 from abcgen.tokenization.embeddings import resize_and_init_embeddings
@@ -145,9 +146,19 @@ def heads_are_tied(model: Any) -> bool:
     return out is not None and out.weight is model.get_input_embeddings().weight
 
 
-def apply_lora(model: Any, settings: LoraSettings, new_token_ids: list[int]):  # noqa: ANN201
-    """Wrap ``model`` in LoRA adapters (returns the ``PeftModel``). The new token rows are trained through
-    ``trainable_token_indices``; when the head is untied its rows for those tokens are trained too."""
+def trained_token_rows(settings: LoraSettings, tokenizer: Any, new_token_ids: list[int]) -> list[int]:
+    """The token rows LoRA trains besides the adapters: the new ones (``train_new_tokens``) and those a
+    tune body is written in (``train_music_tokens``, ``abcgen.grammar.vocabulary.music_token_ids``)."""
+    rows = set(new_token_ids) if settings.train_new_tokens else set()
+    if settings.train_music_tokens:
+        rows |= set(music_token_ids(tokenizer))
+    return sorted(rows)
+
+
+def apply_lora(model: Any, settings: LoraSettings, token_rows: list[int]):  # noqa: ANN201
+    """Wrap ``model`` in LoRA adapters (returns the ``PeftModel``). ``token_rows`` (``trained_token_rows``)
+    are trained through ``trainable_token_indices``; when the head is untied its rows for those tokens are
+    trained too."""
     from peft import LoraConfig, get_peft_model
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -156,10 +167,10 @@ def apply_lora(model: Any, settings: LoraSettings, new_token_ids: list[int]):  #
         raise ConfigError(f"lora.target_modules {missing} are not modules of this model; its linear layers are "
                           f"{sorted(n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear))[:12]}")
     trainable: dict[str, list[int]] | None = None
-    if settings.train_new_tokens and new_token_ids:
-        trainable = {"embed_tokens": list(new_token_ids)}
+    if token_rows:
+        trainable = {"embed_tokens": list(token_rows)}
         if not heads_are_tied(model):
-            trainable["lm_head"] = list(new_token_ids)
+            trainable["lm_head"] = list(token_rows)
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,

@@ -6,6 +6,8 @@ quarter in 2/4 and 3/4): after the note (or the closing ``]`` of a chord, the la
 second note of a broken pair) that ends on the boundary, the next thing to start a note -- a note, a
 prefix, a chord -- must be preceded by a space (``need_space``); a tie, a closing slur or ``>`` may
 still attach to the note first (a ``>`` moves the note's end, so the space waits for the pair's end).
+Elsewhere a space is only allowed next to a bar line -- after one, or in a full bar before it (``| (AB``,
+``d2 |``): it draws nothing, and real tunes write it (a BPE tokenizer merges it into the next token, `` (``).
 No other space is allowed. A line break follows the bar line of every fourth full bar (not the final
 one): forced with ``num_bars``, allowed (the model's choice) without. As in ``layout``, no line starts
 with a lone letter note that fills the bar (``A`` before ``:|`` would read as the field ``A:``), and bars
@@ -60,7 +62,7 @@ class BeamRule(Rule):
             ns.need_newline = 0
             return OFFER
         if c == SPACE:
-            if not s.need_space:
+            if not s.need_space and not self._beside_bar(s):
                 return REFUSE
             ns.need_space = False
             return OFFER
@@ -91,6 +93,12 @@ class BeamRule(Rule):
             ns.need_space = bool(self.sp[s.room])
         return PASS
 
+    @staticmethod
+    def _beside_bar(s: State) -> bool:
+        """After a bar line (not at a line start), or in a full bar before its bar line."""
+        return (s.last == "bar" and not s.pending) or (s.last == "note" and not s.room and not s.in_pickup
+                                                       and not s.grace and not s.chord and not s.scaled)
+
     def finish_cost(self, s: State) -> int:
         cost = int(s.need_space) + (1 if s.need_newline == 2 else 0)
         if self.g.num_bars is None:
@@ -99,4 +107,4 @@ class BeamRule(Rule):
         return cost + self.forced[min(first, len(self.forced) - 1)]
 
     def key(self, s: State) -> Hashable:
-        return s.need_space, s.need_newline, s.last in _LINE_START, s.grace > 0 or s.chord > 0
+        return s.need_space, s.need_newline, s.last in _LINE_START, s.grace > 0 or s.chord > 0, self._beside_bar(s)

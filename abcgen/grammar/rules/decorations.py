@@ -7,8 +7,8 @@ so the bar overflows), ``J`` (reserved), ``O``/``S`` (coda and segno are navigat
 A decoration is the last prefix before its note (``{g}"Am"TA``), a note (not a rest) of at least one
 ``L:`` unit (abc2midi plays ``~`` as grace notes and cuts them off on a shorter note; ``State.host``).
 A roll ``~`` or a staccato ``.`` may not follow grace notes, even with a chord symbol between (abc2midi: "Intervening note needed between
-grace notes", and a staccato host too short for them), and a letter decoration never starts a line
-(abc2midi misreads ``HA2`` there). One decoration per note, never between tied notes nor on a scaled
+grace notes", and a staccato host too short for them). A letter decoration may start a line (``uA2``,
+``TA2``: abc2midi plays them there as anywhere, checked note by note). One decoration per note, never between tied notes nor on a scaled
 note (in a tuplet, after ``>``: abc2midi refuses ``A>.B``).
 """
 
@@ -22,7 +22,6 @@ from abcgen.grammar.vocabulary import DECORATION, Unit
 
 SAFE_DECORATIONS = frozenset({"~", ".", "T", "u", "v", "M", "P", "L", "R", "!trill!", "!mordent!", "!accent!",
                               "!turn!"})
-_LINE_START = ("start", "newline")
 
 
 class DecorationRule(Rule):
@@ -38,7 +37,7 @@ class DecorationRule(Rule):
         text = unit.text
         if text not in SAFE_DECORATIONS or s.prefix >= DECORATION_LEVEL or s.tie is not None or s.scaled:
             return REFUSE
-        if (text in "~." and s.host) or (text.isalpha() and s.last in _LINE_START):  # s.host: grace notes before
+        if text in "~." and s.host:  # s.host: grace notes before
             return REFUSE
         if self.host[s.room] >= INF:
             return REFUSE
@@ -46,4 +45,4 @@ class DecorationRule(Rule):
         return OFFER
 
     def key(self, s: State) -> Hashable:
-        return s.prefix, s.tie is not None, s.last in _LINE_START, bool(s.scaled), s.host
+        return s.prefix, s.tie is not None, bool(s.scaled), s.host

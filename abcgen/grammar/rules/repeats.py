@@ -1,11 +1,21 @@
 """Repeats and endings in free mode (no ``form``, no bar template).
 
 ``|:`` opens a repeat (at the start of the body, after the pickup, or at a bar line while none is open),
-``:|`` closes it, ``::`` closes and reopens it; ``|1`` starts a first ending inside an open repeat (only
-when two more bars fit: the first-ending bar and a second-ending bar), ``:|2`` closes it and starts the
-second ending, which ``||``, ``|:`` or the final bar line ends. ``||`` only outside a repeat. At the
-last bar of ``num_bars`` the bar line is ``|]``, or ``:|`` when a repeat is open. ``open_repeat``: the
-body continues a melody prompt that opened a ``|:`` it did not close, so the tune starts inside it.
+``:|`` closes it, ``::`` closes and reopens it; ``|1`` starts a first ending inside a repeat (only when
+two more bars fit: the first-ending bar and a second-ending bar), ``:|2`` closes it and starts the second
+ending, which ``||``, ``|:`` or the final bar line ends. ``||`` only outside an explicit repeat.
+
+A repeat need not be opened: ``:|`` (and ``::``, ``|1``) with no ``|:`` before repeats from the start of
+the tune or from the last section bar line (``||``, ``:|``) -- legal ABC that abc2midi and our checker
+read, and how most of O'Neill's and Ryan's tunes write their parts (``... :| ... :|``). Refusing it made a
+model trained on such tunes unable to write any repeat (it rarely opens with ``|:``). After a ``:|``,
+though, abc2midi counts ``|1`` or ``::`` without a ``|:`` as an error ("found [1 or like before |:"), so
+there only another ``:|`` repeats implicitly (``RC``) until a ``|:`` (a ``||`` is not enough for abc2midi
+there, though it is after a second ending). A tune with a pickup
+opens its repeats with ``|:`` (abc2midi plays an implicit repeat from the start of the tune, pickup bar
+included, and warns that the bar is short). At the last bar of
+``num_bars`` the bar line is ``|]`` or ``:|``. ``open_repeat``: the body continues a melody prompt that
+opened a ``|:`` it did not close, so the tune starts inside it (and must close it).
 """
 
 from __future__ import annotations
@@ -13,15 +23,22 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from abcgen.grammar.rules.base import OFFER, PASS, REFUSE, Rule
-from abcgen.grammar.state import E1, E2, R0, R1, State
+from abcgen.grammar.state import E1, E2, R0, R1, RC, State
 from abcgen.grammar.vocabulary import BAR, Unit
 
-_OUTSIDE = (R0, E2)  # no repeat open (a second ending ends at the next section bar line)
+_OUTSIDE = (R0, E2, RC)  # no repeat open (a second ending ends at the next section bar line)
+_IMPLICIT = (R0, R1)  # a repeat is open, or may be closed without a '|:' (from the start or the last '||')
 
 
 class RepeatRule(Rule):
     name = "repeats"
     classes = frozenset({BAR})
+
+    def bind(self, g) -> None:  # noqa: ANN001 -- Grammar (import cycle)
+        super().bind(g)
+        # the states in which a ':|' may close a repeat, and '::'/'|1' may come, without a '|:' before
+        self.closing = (R0, R1, RC) if not g.pickup_steps else (R1,)
+        self.implicit = _IMPLICIT if not g.pickup_steps else (R1,)
 
     def start(self, s: State) -> None:
         s.repeat = R1 if self.g.open_repeat else R0
@@ -40,29 +57,26 @@ class RepeatRule(Rule):
             return REFUSE
         num_bars = self.g.num_bars
         left = None if num_bars is None else num_bars - s.bars_done - 1  # full bars after this bar line
-        if left == 0:  # the last bar: the final bar line, or the close of the open repeat
-            if (kind == "|]" and rep in _OUTSIDE) or (kind == ":|" and rep == R1):
-                ns.repeat = R0
+        if left == 0:  # the last bar: the final bar line, or the close of the (open or implicit) repeat
+            if (kind == "|]" and rep in _OUTSIDE) or (kind == ":|" and rep in self.closing):
+                ns.repeat = R0 if kind == "|]" else RC
                 return PASS if kind == "|]" else OFFER
             return REFUSE
         return self._inside(ns, kind, rep, left is None or left >= 2)
 
-    @staticmethod
-    def _inside(ns: State, kind: str, rep: str, room_for_endings: bool) -> int:
+    def _inside(self, ns: State, kind: str, rep: str, room_for_endings: bool) -> int:
         """A bar line that is not the last one."""
         if kind == "|]":
             return PASS if rep in _OUTSIDE else REFUSE
         if kind == "|":
             return PASS if rep != E1 or room_for_endings else REFUSE
         if kind == "||" and rep in _OUTSIDE:
-            ns.repeat = R0
-        elif kind == "|:" and rep in _OUTSIDE:
+            ns.repeat = RC if rep == RC else R0  # abc2midi still wants a '|:' after a ':|' and a '||'
+        elif (kind == "|:" and rep in _OUTSIDE) or (kind == "::" and rep in self.implicit):  # '::' closes, opens
             ns.repeat = R1
-        elif kind == "::" and rep == R1:
-            pass
-        elif kind == ":|" and rep == R1:
-            ns.repeat = R0
-        elif kind == "|1" and rep == R1 and room_for_endings:
+        elif kind == ":|" and rep in self.closing:
+            ns.repeat = RC
+        elif kind == "|1" and rep in self.implicit and room_for_endings:
             ns.repeat = E1
         elif kind == ":|2" and rep == E1:
             ns.repeat = E2
