@@ -17,7 +17,10 @@ per tokenizer by lexing every vocabulary entry's text with ``abcgen.notation.lex
   ``-``, ``{`` ``}`` of grace notes, a decoration (``~``, ``.``, ``!trill!``), ``(`` ``)`` of a slur, a
   quoted chord name ``"Am"``, ``[`` ``]`` of a chord -- offered only by the idiom rules.
 
-Everything else is masked in the body: BPE merges of several units (``AB``, `` |``, `` {``), partial
+A token whose text is exactly two of these units written together -- a BPE merge such as `` (``, `` |]``,
+``A2 `` -- is a *composite*: the rules see its two parts in turn, so a model keeps the merged tokens its
+tokenizer gave it in training (before, `` (`` was masked and no slur was ever written). Everything else is
+masked in the body: merges that read differently apart (``|`` + ``|``), partial
 units (a bare digit or ``/``, an accidental, an octave mark -- so a note's length can never be changed by
 what follows it), quoted texts that are not chord names (fingerings, ``"D.C."``), annotations, invisible
 and multi-bar rests (``x``, ``Z``), inline fields, header letters, control tokens. Notes are grouped by
@@ -32,6 +35,8 @@ constraint writes the spaces at the meter's beat groups and a line every 4 bars)
 always ends within ``max_new_tokens``; the fewest tokens to finish are known at every step), the idiom
 rules (``broken``, ``tuplets``, ``ties``, ``grace``, ``decorations``, ``slurs``, ``chord_symbols``,
 ``chords``, with ``order``: what may stand before a note) and ``cadence`` (the tune ends on the tonic).
+``recurrence.py`` (``AbcConstraint(recurrence=True)``, on in the pipeline's idiom grammar) replays earlier
+bars where phrases answer (bars 5-6 of a part repeat 1-2) and sections return (``ABAC``).
 ``DEFAULT_RULES`` has them all; ``LEGACY_RULES`` is the grammar before the idioms. ``idioms_in_corpus``
 measures which idioms a training corpus uses, and ``AbcConstraint(idioms=...)`` keeps those. Their
 module docstrings give the exact grammar; ``timing.py`` the beats and the fill tables.
