@@ -219,14 +219,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if (args.model is None) == (not args.abc):
         raise AbcgenError("give --model DIR (generate and score) or --abc FILE... (score existing tunes), not both")
+    generation = GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
+                                    temperature=args.temperature, top_p=args.top_p,
+                                    max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
+                                    max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale)
+    generation.check()  # the pipeline's own checks of --grammar and --guidance-scale, before any work
+    if args.abc and (args.grammar is not None or generation.guided):
+        raise ConfigError("--grammar and --guidance-scale shape what --model generates; with --abc nothing is "
+                          "generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
         split=args.split, num_real=args.num_real, perplexity_tunes=args.perplexity_tunes,
-        n_resamples=args.bootstrap, abc2midi=not args.no_abc2midi,
-        generation=GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
-                                      temperature=args.temperature, top_p=args.top_p,
-                                      max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
-                                      max_bars=args.max_bars),
+        n_resamples=args.bootstrap, abc2midi=not args.no_abc2midi, generation=generation,
     )
     if args.model is not None:
         report = evaluate_model(args.model, args.data, args.out, settings, progress=not args.quiet,
@@ -383,8 +387,9 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
                      "MusicVAE or MusicGAN folders")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
-    gen.add_argument("--grammar", default="legacy", help="legacy: plain notes and bar lines; idiom: the folk "
-                     "idiom of the model's corpus (broken rhythm, triplets, ornaments, chords), beams, a cadence")
+    gen.add_argument("--grammar", default="idiom", help="idiom (default): the folk idiom of the model's corpus "
+                     "(broken rhythm, triplets, ornaments, chords), beams, a cadence, recurring phrases; legacy: "
+                     "plain notes and bar lines")
     gen.add_argument("--cadence", default=None, help="with --grammar idiom: forced (default: the tune ends on "
                      "the tonic) or weighted (a bonus for ending there)")
     gen.add_argument("--idioms", default=None, help="with --grammar idiom: comma-separated idioms to allow "
@@ -424,6 +429,12 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
                     help="default: the pipeline's budget for the bars")
     ev.add_argument("--max-bars", type=_positive_int, default=32, help="cap on the bar counts copied from real tunes")
     ev.add_argument("--unconstrained", action="store_true", help="sample without constrained decoding")
+    # checked by the pipeline's own checks (GenerationSettings.check), not argparse choices: one home each
+    ev.add_argument("--grammar", default=None, help="legacy: plain notes and bar lines; idiom: the folk idiom of "
+                    "the model's corpus, beams, the cadence on the tonic, recurring bars (default: the pipeline's "
+                    "default grammar)")
+    ev.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance on the conditions: "
+                    "1 = off, above 1 (e.g. 2) follows them more strongly; multi-voice rows are asked for one voice")
     ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
                     help="held-out tunes for perplexity; 0 = skip")
     ev.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")

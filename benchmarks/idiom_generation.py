@@ -25,10 +25,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from abcgen.evaluation.idiom import bars_without_pickups
 from abcgen.grammar.idioms import IDIOMS, tune_idioms
+from abcgen.grammar.rules.forced import played_bars
 from abcgen.notation import events as ev
 from abcgen.notation.abc2midi import abc2midi_check
-from abcgen.notation.bars import check_bars, counted_bars
+from abcgen.notation.bars import check_bars
 from abcgen.notation.keys import NATURAL_SEMITONES, parse_key
 from abcgen.notation.pitches import sounding_pitches
 from abcgen.notation.tune import parse_tune
@@ -88,16 +90,19 @@ def summarise(measures: list[dict[str, Any]], abc2midi_ok: list[bool] | None = N
 
 
 def requests_from(rows: Any, with_form: bool) -> list[dict[str, Any]]:
-    """One request per real tune: its key, meter, rhythm, bar count (no pickup) and, ``with_form``, its form."""
+    """One request per real tune: its key, meter, rhythm, bar count (no pickup, neither the tune's nor a
+    section's) and, ``with_form``, its form label (its bars then as played, as the pipeline counts them)."""
     out = []
     for row in rows:
         tune = parse_tune(row["abc"])
-        bars = counted_bars(check_bars(tune.events(), tune.unit_length, tune.meter).bars)
-        request = {"key": row["key"], "meter": row["meter"], "bars": len(bars)}
+        bars = bars_without_pickups(check_bars(tune.events(), tune.unit_length, tune.meter).bars)
+        request = {"key": row["key"], "meter": row["meter"], "bars": bars}
         if row.get("rhythm"):
             request["rhythm"] = row["rhythm"]
         if with_form and row.get("form") and re.fullmatch(r"[A-Z]+", row["form"]):
-            request["form"] = row["form"]
+            played = played_bars(row["form"], bars)  # with a form the pipeline counts played bars
+            if played is not None:
+                request.update(form=row["form"], bars=played)
         out.append(request)
     return out
 

@@ -13,6 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from abcgen.corpus.sources import read_text, resolve_sources  # noqa: E402
+from abcgen.notation.piece import Piece, read_pieces  # noqa: E402
 from abcgen.notation.tune import split_tunes  # noqa: E402
 
 
@@ -33,3 +34,10 @@ def real_tunes() -> list[str]:
     """A fixed sample of raw tunes: 150 each from O'Neill's, Ryan's Mammoth and Essen, 60 from Aird's."""
     return (_collection_tunes("oneills1850", 150) + _collection_tunes("ryansMammoth", 150)
             + _collection_tunes("essenFolksong", 150) + _collection_tunes("airdsAirs", 60))
+
+
+@pytest.fixture(scope="session")
+def real_tune_pieces(real_tunes: list[str]) -> list[Piece]:
+    """``real_tunes`` read for evaluation (``read_pieces``: named ``#0``, ``#1``, ...), once per test process
+    (~1 s) for the metric and novelty tests, which only read them."""
+    return read_pieces(real_tunes)

@@ -34,8 +34,8 @@ def tune(body: str, *, meter: str = "4/4", length: str = "1/4", key: str = "C", 
 
 
 @pytest.fixture(scope="module")
-def real_pieces(real_tunes: list[str]) -> list[Piece]:
-    return [read_piece(text, f"#{i}") for i, text in enumerate(real_tunes)]
+def real_pieces(real_tune_pieces: list[Piece]) -> list[Piece]:
+    return real_tune_pieces
 
 
 @pytest.fixture(scope="module")

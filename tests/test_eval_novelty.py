@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from abcgen.evaluation.novelty import NoveltyIndex, copy_report, melody_symbols
-from abcgen.notation.piece import Piece, read_piece, read_pieces
+from abcgen.notation.piece import Piece, read_piece
 from abcgen.notation.transpose import transpose_tune
 from abcgen.notation.tune import normalise_tune
 
@@ -31,8 +31,8 @@ def forty_notes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def real_pieces(real_tunes: list[str]) -> list[Piece]:
-    return [p for p in read_pieces(real_tunes) if p.melody]
+def real_pieces(real_tune_pieces: list[Piece]) -> list[Piece]:
+    return [p for p in real_tune_pieces if p.melody]
 
 
 def levenshtein(a: list, b: list) -> int:

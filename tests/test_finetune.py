@@ -77,9 +77,11 @@ def test_scratch_run_writes_a_loadable_model(base_run: Path) -> None:
     assert tokenizer.decode(tokenizer(abc, add_special_tokens=False)["input_ids"]) == abc
 
 
-def test_lora_on_top_trains_adapters_and_only_the_new_token_rows(setup: dict[str, Path], base_run: Path) -> None:
+def test_lora_on_top_trains_adapters_and_only_the_new_and_music_token_rows(setup: dict[str, Path],
+                                                                          base_run: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from abcgen.grammar.vocabulary import music_token_ids
     from abcgen.tokenization.embeddings import resize_and_init_embeddings
 
     run = setup["root"] / "lora-run"
@@ -102,9 +104,14 @@ def test_lora_on_top_trains_adapters_and_only_the_new_token_rows(setup: dict[str
     after = AutoModelForCausalLM.from_pretrained(run / "final").get_input_embeddings().weight
     old = len(base_tokenizer)
     assert after.shape == before.shape
-    assert torch.equal(after[:old], before[:old])  # LoRA leaves the base rows alone
+    # LoRA leaves the base rows alone, except those a tune body is written in (lora.train_music_tokens)
+    music = set(music_token_ids(tokenizer))
+    kept = [i for i in range(old) if i not in music]
+    assert music and torch.equal(after[kept], before[kept])
     moved = (after[new_ids] - before[new_ids]).abs().amax(dim=1)
     assert bool((moved > 0).all())  # every new row was trained through trainable_token_indices
+    music_moved = (after[sorted(music)] - before[sorted(music)]).abs().amax(dim=1)
+    assert int((music_moved > 0).sum()) > len(music) // 2  # the music rows too (those in the tunes)
 
 
 def test_kill_and_resume_reaches_the_same_losses(setup: dict[str, Path], base_run: Path) -> None:

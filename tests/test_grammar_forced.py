@@ -4,10 +4,23 @@ the typed errors of bad forms and templates."""
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
-from grammar_helpers import F, allowed_texts, ask, constraint, ids, music_tokenizer
+from grammar_helpers import (
+    F,
+    allowed_texts,
+    ask,
+    constraint,
+    idiom_tokenizer,
+    ids,
+    music_tokenizer,
+    random_walk,
+)
 
 from abcgen.errors import ConfigError
+from abcgen.generation.sampling import check_sample
 from abcgen.grammar import (
     OFFER,
     REFUSE,
@@ -19,6 +32,9 @@ from abcgen.grammar import (
     parse_form,
     split_bar_line,
 )
+from abcgen.grammar.rules import DEFAULT_RULES
+from abcgen.grammar.rules.forced import played_bars, written_bars
+from abcgen.notation.abc2midi import abc2midi_check
 
 
 def at_bar_end(g, bars_done: int):  # noqa: ANN001, ANN201
@@ -91,3 +107,30 @@ def test_bad_forms_and_templates_raise_typed_errors(kw, error, message) -> None:
     with pytest.raises(error, match=message) as caught:
         constraint(**kw)
     assert isinstance(caught.value, ConfigError)
+
+
+def test_played_and_written_bars() -> None:
+    """The pipeline's ``bars`` with a form are played bars, as players count them."""
+    assert written_bars("AABB", 32) == 16 and played_bars("AABB", 16) == 32  # a reel: two 8-bar parts, twice
+    assert written_bars("ABAC", 32) == 32 and written_bars("AAB", 24) == 16 and played_bars("AAB", 16) == 24
+    assert played_bars("AABB", 17) is None
+    with pytest.raises(FormError, match="cannot be split"):
+        written_bars("AABB", 30)
+
+
+def test_first_and_second_endings_in_a_form() -> None:
+    """``endings=True``: each repeated section ends |1 <bar> :|2 <bar>; written bars count both endings."""
+    assert written_bars("AABB", 32, endings=True) == 18 and played_bars("AABB", 18, endings=True) == 32
+    assert [(s.end_bar, s.endings) for s in parse_form("AABB", 18, endings=True)] == [(9, True), (18, True)]
+    assert [(s.end_bar, s.endings) for s in parse_form("AAB", 17, endings=True)] == [(9, True), (17, False)]
+    tok = idiom_tokenizer()
+    rng = random.Random(2)
+    for form, bars in (("AABB", 10), ("AAB", 7), ("ABB", 7)):
+        c = constraint(tokenizer=tok, rules=DEFAULT_RULES, form=form, num_bars=bars, endings=True,
+                       max_new_tokens=400, cadence="weighted")
+        body = "".join(c.vocab.texts[i] for i in random_walk(c, rng)[:-1])
+        marks = re.findall(r"\|\[?1|:\|\[?2|::|:\||\|:|\|\]|\|\|", body)
+        assert marks.count("|1") + marks.count("|[1") == form.count(form[0] * 2) + form.count(form[-1] * 2) \
+            - (1 if form[0] == form[-1] else 0) or form == "ABB", (form, body)
+        abc = f"X:1\nM:4/4\nL:1/8\nK:D\n{body}\n"
+        assert check_sample(abc, num_bars=bars).valid and abc2midi_check(abc) == [], abc

@@ -7,7 +7,7 @@ from __future__ import annotations
 from grammar_helpers import allowed_texts, constraint, idiom_tokenizer, ids
 
 from abcgen.grammar import DEFAULT_RULES, IDIOMS, MIN_IDIOM_SHARE, idioms_from_shares, idioms_in_corpus
-from abcgen.grammar.idioms import tune_idioms
+from abcgen.grammar.idioms import STRUCTURES, tune_idioms
 from abcgen.notation.tune import normalise_abc
 
 
@@ -25,7 +25,8 @@ def test_shares_over_real_tunes(real_tunes) -> None:  # noqa: ANN001
         except Exception:  # noqa: BLE001 -- the corpus builder drops these too
             continue
     shares = idioms_in_corpus([*tunes, "X:1\nK:D\nA %% not lexable \\"])
-    assert set(shares) == set(IDIOMS) and all(0 <= v <= 1 for v in shares.values())
+    assert set(shares) == {*IDIOMS, *STRUCTURES} and all(0 <= v <= 1 for v in shares.values())
+    assert idioms_from_shares({**shares, "endings": 1.0}) <= set(IDIOMS)  # a structure is not an idiom rule
     assert shares["broken"] > 0.1 and shares["tuplets"] > 0.1 and shares["grace"] > 0.05
     on = idioms_from_shares(shares)
     assert on == {name for name, share in shares.items() if share >= MIN_IDIOM_SHARE}

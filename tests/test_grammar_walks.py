@@ -59,7 +59,7 @@ def c_tokenizer() -> Any:
 def walk_tunes(count: int, seed: int, check_progress: int = 0) -> dict[str, int]:
     """``count`` random walks; asserts each is valid; returns what was seen."""
     rng = random.Random(seed)
-    seen = dict.fromkeys(["tunes", "steps", "(3", ">", "-", "{", "~", "(", '"', "[", " ", "\n"], 0)
+    seen = dict.fromkeys(["tunes", "steps", "(3", ">", "-", "{", "~", ".", "(", '"', "[", " ", "\n"], 0)
     for walk in range(count):
         kw = settings(rng)
         budget = constraint(**kw, max_new_tokens=10_000).min_tokens_to_finish() + rng.choice([0, 1, 3, 20, 80])
@@ -97,7 +97,9 @@ def progress_walk(c: AbcConstraint, rng: random.Random) -> list[int]:
 
 def test_fifty_idiom_walks_are_valid() -> None:
     seen = walk_tunes(50, seed=0, check_progress=10)
-    assert seen["tunes"] == 50 and all(seen[mark] for mark in ("(3", ">", "{", "~", "(", '"', "[", " "))
+    # every idiom class is walked (a decoration: '~' or '.', among the 13 decoration tokens)
+    assert seen["tunes"] == 50 and all(seen[mark] for mark in ("(3", ">", "{", "(", '"', "[", " "))
+    assert seen["~"] + seen["."]
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory, real_tunes: list[str]) -
     return folder / "study"
 
 
+@pytest.mark.slow  # study_dir: a real `abcgen listen prepare` process rendering audio (~2.5 s), as in the others
 def test_prepare_writes_balanced_blind_trials_of_equal_length(study_dir: Path) -> None:
     study = load_study(study_dir)
     assert [t["type"] for t in study["trials"]].count("ab") == 1

@@ -121,6 +121,7 @@ def test_an_output_that_is_or_holds_an_input_is_refused_even_with_overwrite(
     assert _tree(tunes) == before
 
 
+@pytest.mark.slow  # a real `abcgen data build` process, as the other tests here; in-process: test_bad_inputs
 def test_empty_source_folder_is_one_line_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = _abcgen("data", "build", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "c"))

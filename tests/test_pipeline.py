@@ -62,7 +62,8 @@ def test_melody_prompt_is_continued(pipe) -> None:  # noqa: ANN001
         assert len(tune["bars"]) == 8
     # a prompt that stops inside a repeat: the constraint closes it
     for tune in pipe("|:dAF DFA|d2f e2d|", key="D", meter="6/8", bars=8, num_return_sequences=2, seed=2):
-        assert tune["abc"].count("|:") == tune["abc"].count(":|") and tune["valid"], tune["problems"]
+        # closed (a later ':|' may repeat implicitly, as O'Neill's writes its B parts)
+        assert ":|" in tune["continuation"] and tune["valid"], tune["problems"]
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [

@@ -1,5 +1,5 @@
-"""The pipeline's grammar option (issue 13): ``grammar="legacy"`` (the default, unchanged output) or
-``"idiom"`` (the folk idiom of the model's corpus, beams, a cadence), on a tiny untrained model; and the
+"""The pipeline's grammar option (issue 13): ``grammar="idiom"`` (the default: the folk idiom of the model's
+corpus, beams, a cadence, recurrence) or ``"legacy"`` (plain notes and bar lines), on a tiny untrained model; and the
 ``idioms.json`` training writes beside the weights, which the idiom grammar reads."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tiny_models import tiny_music_model_folder
 import abcgen  # noqa: F401  -- registers the task
 from abcgen.errors import ConfigError
 from abcgen.generation.pipeline import TASK
-from abcgen.grammar.idioms import IDIOMS, idioms_in_corpus, tune_idioms
+from abcgen.grammar.idioms import IDIOMS, STRUCTURES, idioms_in_corpus, tune_idioms
 from abcgen.model_idioms import IDIOMS_FILE, read_model_idioms, write_model_idioms
 from abcgen.notation.lexer import lex_body
 from abcgen.notation.remi import abc2midi_check
@@ -65,18 +65,19 @@ def test_idiom_grammar_tunes_pass_our_checks_and_abc2midi(pipe, key: str, meter:
         abc = tune["abc"]
         assert tune["valid"], (tune["problems"], abc)
         assert not [line for line in abc2midi_check(abc) if "Error" in line], abc
-        assert normalise_tune(abc).get("M") == meter and len(tune["bars"]) >= 8
+        # bars=8 are played bars: AABB writes 2 sections of 2 bars, each played twice
+        assert normalise_tune(abc).get("M") == meter and len(tune["bars"]) == (4 if form == "AABB" else 8)
         assert _last_note(abc) == key[0], abc  # the forced cadence: the tune ends on the tonic
         used |= tune_idioms(abc)
     assert used, "an untrained model at temperature 1.5 uses some idiom when the grammar offers them"
 
 
-def test_the_default_is_the_legacy_grammar_and_idiom_differs(pipe) -> None:  # noqa: ANN001
+def test_the_default_is_the_idiom_grammar_and_legacy_differs(pipe) -> None:  # noqa: ANN001
     request = {"key": "D", "meter": "6/8", "bars": 8, "num_return_sequences": 4, "temperature": 1.5, "seed": 7}
-    default, legacy = pipe(**request), pipe(**request, grammar="legacy")
-    assert [t["abc"] for t in default] == [t["abc"] for t in legacy]
+    default, idiom = pipe(**request), pipe(**request, grammar="idiom")
+    assert [t["abc"] for t in default] == [t["abc"] for t in idiom]
+    legacy = pipe(**request, grammar="legacy")
     assert not any(tune_idioms(t["abc"]) for t in legacy)  # the legacy grammar has no idiom
-    idiom = pipe(**request, grammar="idiom")
     assert [t["abc"] for t in idiom] != [t["abc"] for t in legacy]
 
 
@@ -94,8 +95,8 @@ def test_idioms_and_weighted_cadence_are_followed(pipe) -> None:  # noqa: ANN001
 @pytest.mark.parametrize(("kwargs", "words"), [
     ({"grammar": "fancy"}, "grammar='fancy'"),
     ({"grammar": None}, "grammar=None"),
-    ({"cadence": "forced"}, "needs grammar='idiom'"),
-    ({"idioms": {"broken"}}, "needs grammar='idiom'"),
+    ({"cadence": "forced", "grammar": "legacy"}, "needs grammar='idiom'"),
+    ({"idioms": {"broken"}, "grammar": "legacy"}, "needs grammar='idiom'"),
     ({"grammar": "idiom", "cadence": "sometimes"}, "cadence='sometimes'"),
     ({"grammar": "idiom", "idioms": {"broken", "trills"}}, "'trills' is not an idiom"),
     ({"grammar": "idiom", "idioms": "broken"}, "give a set of idiom names"),
@@ -129,7 +130,7 @@ def test_training_writes_the_corpus_idioms(tmp_path: Path, model_dir: Path) -> N
     write_run_files(final, cfg, AutoTokenizer.from_pretrained(model_dir), {"run_fingerprint": "x"})
     shares = read_model_idioms(final / IDIOMS_FILE)
     assert shares == idioms_in_corpus(load_corpus(corpus)["train"]["abc"])
-    assert set(shares) == set(IDIOMS) and shares["grace"] > 0 and shares["chord_symbols"] == 0
+    assert set(shares) == {*IDIOMS, *STRUCTURES} and shares["grace"] > 0 and shares["chord_symbols"] == 0
     assert json.loads((final / IDIOMS_FILE).read_text())["tunes"] == len(load_corpus(corpus)["train"])
 
 
@@ -168,3 +169,17 @@ def test_cli_generate_with_the_idiom_grammar(tmp_path: Path, model_dir: Path) ->
                          env=ENV, timeout=600)
     assert bad.returncode == 2 and "grammar='fancy'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_form_bars_are_played_bars_and_endings_are_an_option(pipe) -> None:  # noqa: ANN001
+    """bars=16 with AABB: two 4-bar parts written, each played twice; endings=True adds |1 <bar> :|2 <bar>."""
+    plain = pipe(key="D", meter="6/8", bars=16, form="AABB", seed=3, endings=False, num_return_sequences=2)
+    for tune in plain:
+        assert tune["valid"] and len(tune["bars"]) == 8 and tune["abc"].count("|1") == 0, tune["abc"]
+    with_endings = pipe(key="D", meter="6/8", bars=16, form="AABB", seed=3, endings=True, num_return_sequences=2)
+    for tune in with_endings:
+        assert tune["valid"] and len(tune["bars"]) == 10, tune["abc"]
+        assert tune["abc"].count("|1") + tune["abc"].count("|[1") == 2 and not abc2midi_check(tune["abc"])
+        assert "T:Tune in D major" in tune["abc"]
+    with pytest.raises(ConfigError, match="endings="):
+        pipe(key="D", bars=16, form="AABB", endings="yes")

@@ -170,12 +170,16 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> 
             conditions=cfg.data.conditions,
             # no condition dropout on eval: its loss must be comparable from run to run
             condition_dropout=cfg.data.condition_dropout if split == cfg.data.train_split else 0.0,
-            seed=cfg.optim.seed,
+            unconditional_dropout=cfg.data.unconditional_dropout if split == cfg.data.train_split else 0.0,
+            seed=cfg.optim.seed, detailed=True,
         )
         packed[split] = pack_examples(examples, cfg.data.max_length, seed=cfg.optim.seed,
                                       pad_id=tokenizer.pad_token_id or 0)
         packed["stats"][split] = {**stats, "rows": len(packed[split])}
         log.info("%s: %s", split, packed["stats"][split])
+        log.info("%s: tune lengths (tokens, prompt + body + EOS) p50 %s p90 %s p98 %s max %s; whole at max_length=%d: "
+                 "%s %% (98 %% whole needs %s)", split, stats["length_p50"], stats["length_p90"], stats["length_p98"],
+                 stats["length_max"], cfg.data.max_length, stats["whole_at_max_length"], stats["max_length_98"])
     # Conditions of the first eval tunes: what the samples logged at each evaluation are asked for.
     if evaluated:
         packed["eval_conditions"] = [

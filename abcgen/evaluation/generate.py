@@ -20,6 +20,8 @@ from abcgen.controls import DRAW_CAPPED, DRAW_HEADER, DRAW_LABEL, OTHER, Control
 from abcgen.controls import conditions as registered_conditions
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.evaluation.idiom import bars_without_pickups
+from abcgen.generation.arguments import DEFAULT_GRAMMAR, check_grammar_options, check_guidance_scale
+from abcgen.grammar.rules.forced import played_bars
 from abcgen.notation.checks import check_tune
 from abcgen.notation.tune import parse_tune
 
@@ -46,12 +48,32 @@ class GenerationSettings:
     max_new_tokens: int | None = None  # None = the pipeline's budget for the requested bars
     constrained: bool = True
     max_bars: int = 32  # bar counts drawn from real tunes are capped here (long tunes cost generation time)
-    voices_from_data: bool = True  # multi-voice rows ask for as many voices (up to 4)
+    voices_from_data: bool = True  # multi-voice rows ask for as many voices (up to 4; 1 under guidance)
+    grammar: str | None = None  # "legacy" | "idiom" (abcgen.generation.arguments); None = the pipeline's default
+    guidance_scale: float = 1.0  # classifier-free guidance (abcgen.generation.guidance); 1 = off
+
+    def check(self) -> None:
+        """``grammar`` and ``guidance_scale`` by the pipeline's own checks (one ``ConfigError`` line), so a bad
+        value stops an evaluation before anything is loaded or generated, not tune by tune inside it."""
+        if self.grammar is not None:
+            check_grammar_options(self.grammar, None, None)
+        check_guidance_scale(self.guidance_scale)
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale != 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"num_samples": self.num_samples, "seeds": list(self.seeds), "temperature": self.temperature,
                 "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained,
-                "max_bars": self.max_bars, "voices_from_data": self.voices_from_data}
+                "max_bars": self.max_bars, "voices_from_data": self.voices_from_data,
+                "grammar": self.grammar or DEFAULT_GRAMMAR, "guidance_scale": float(self.guidance_scale)}
+
+    def pipeline_options(self) -> dict[str, Any]:
+        """The pipeline arguments these settings fix for every call (the conditions and seed vary)."""
+        grammar = {"grammar": self.grammar} if self.grammar is not None else {}  # None: the pipeline decides
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
+                "constrained": self.constrained, "guidance_scale": self.guidance_scale, **grammar}
 
 
 @dataclass
@@ -78,7 +100,8 @@ def eligible_rows(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
 
 
 def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabulary, trained: Sequence[str], n: int,
-                  seed: int, *, max_bars: int = 32, voices_from_data: bool = True) -> list[Request]:
+                  seed: int, *, max_bars: int = 32, voices_from_data: bool = True,
+                  guided: bool = False) -> list[Request]:
     """``n`` requests, each copying the labels of a real row drawn with replacement (``random.Random(seed)``)
     among the ``eligible_rows``.
 
@@ -87,7 +110,8 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
     from the row's tune without its pickups (``_drawn_count``); any other
     label (``DRAW_LABEL``) becomes a condition when the model was trained with it (``trained``) and knows
     the value (it is in ``vocabulary``). Labels left out are recorded in ``Request.skipped`` with the
-    reason, never silently."""
+    reason, never silently. ``guided`` (classifier-free guidance, which works for one voice) asks a
+    multi-voice row for its first voice only, recorded under ``skipped["voices"]``."""
     eligible = eligible_rows(rows, vocabulary, trained)
     if not eligible:
         raise ConfigError(f"none of the {len(rows)} real tunes has a key/meter/unit length the model was trained "
@@ -122,8 +146,17 @@ def draw_requests(rows: Sequence[Mapping[str, Any]], vocabulary: ControlVocabula
             else:
                 wanted[name] = value
         voices = min(int(row.get("num_voices") or 1), 4) if voices_from_data else 1
+        if voices > 1 and guided:
+            skipped["voices"] = f"{voices} voices: classifier-free guidance works for one voice, so 1 was asked"
+            voices = 1
         if voices > 1:
             wanted.pop("form", None)  # the pipeline's multi-voice mode follows voice 1's bars, not a form
+        if wanted.get("form") and wanted.get("bars"):  # with a form the pipeline counts played bars
+            played = played_bars(str(wanted["form"]), int(wanted["bars"]))
+            if played is None:
+                skipped["form"] = f"{wanted.pop('form')!r}: {wanted['bars']} written bars do not split into its sections"
+            else:
+                wanted["bars"] = played
         requests.append(Request(wanted, voices, index, skipped))
     return requests
 
@@ -154,9 +187,7 @@ def generate_for_requests(pipe: Any, requests: Sequence[Request], settings: Gene
     for group_index, ((conditions, voices), members) in enumerate(groups.items()):
         try:
             tunes = pipe(**dict(conditions), voices=voices, num_return_sequences=len(members),
-                         temperature=settings.temperature, top_p=settings.top_p,
-                         max_new_tokens=settings.max_new_tokens, constrained=settings.constrained,
-                         seed=seed * 100_003 + group_index)
+                         **settings.pipeline_options(), seed=seed * 100_003 + group_index)
         except AbcgenError as exc:
             log.warning("generation failed for %s: %s", dict(conditions), exc)
             tunes = [{"abc": "", "valid": False, "problems": [f"generation failed: {exc}"]}] * len(members)

@@ -22,6 +22,8 @@ import numpy as np
 
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.evaluation.idiom import bars_without_pickups
+from abcgen.grammar.rules.forced import written_bars
+from abcgen.notation import events as ev
 from abcgen.notation.keys import NO_KEY, Key, key_for
 from abcgen.notation.piece import Piece
 from abcgen.notation.structure import derive_form
@@ -135,11 +137,17 @@ def meter_adherence(piece: Piece, requested_meter_text: str) -> bool:
     return written is not None and _meter_text(written) == _meter_text(requested_meter_text) and piece.check.report.ok
 
 
-def bars_adherence(piece: Piece, requested_bars: int) -> bool:
+def bars_adherence(piece: Piece, requested_bars: int, form: str | None = None) -> bool:
     """F3: the piece has exactly ``requested_bars`` bars with music, no pickup counted, neither the tune's nor
     a section's (``idiom.bars_without_pickups``, as evaluation draws the request from a real tune, and as
-    the constrained decoder writes them: full bars and at most a leading pickup)."""
-    return piece.check is not None and bars_without_pickups(piece.check.report.bars) == requested_bars
+    the constrained decoder writes them: full bars and at most a leading pickup). With a ``form`` the
+    request counts *played* bars (the pipeline's ``bars``): the written count is ``written_bars``."""
+    if piece.check is None:
+        return False
+    endings = piece.tune is not None and any(
+        e.kind == ev.ENDING or (e.kind == ev.BAR and any(c.isdigit() for c in e.text)) for e in piece.tune.events())
+    written = written_bars(form, requested_bars, endings) if form else requested_bars
+    return bars_without_pickups(piece.check.report.bars) == written
 
 
 def _section_pattern(form: str) -> list[int]:

@@ -363,7 +363,7 @@ def _adherence_rows(s: _Scoring, inputs: EvaluationInputs, train_pieces: list[Pi
                for p, r in zip(gen, requests, strict=True)],
               [100.0 * keys.meter_adherence(p, p.tune.get("M") or "") if p.tune else 0.0 for p in real], True)
         s.add("bars_adherence", "F3", "%", "the tune has the requested number of bars",
-              [100.0 * keys.bars_adherence(p, int(r["bars"])) if r.get("bars") else math.nan
+              [100.0 * keys.bars_adherence(p, int(r["bars"]), r.get("form")) if r.get("bars") else math.nan
                for p, r in zip(gen, requests, strict=True)], None, True)
         if any(r.get("form") for r in requests):
             s.add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
@@ -468,7 +468,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     elif d:
         lines += [f"Decoding: {'constrained' if d.get('constrained') else 'unconstrained'}, temperature "
                   f"{d.get('temperature')}, top-p {d.get('top_p')}, max new tokens {d.get('max_new_tokens') or 'auto'}, "
-                  f"seeds {d.get('seeds')}, {d.get('num_samples')} tunes per seed.", ""]
+                  f"seeds {d.get('seeds')}, {d.get('num_samples')} tunes per seed.", "", _grammar_line(d), ""]
     counts = report["counts"]
     lines += [f"Generated tunes: {counts['generated']} ({counts['generated_unreadable']} unreadable). Real tunes: "
               f"{counts['real']} from `{data.get('corpus')}` split `{data.get('split')}`; floor: two halves of "
@@ -498,6 +498,21 @@ def report_markdown(report: Mapping[str, Any]) -> str:
             lines += [f"Asked for {sample['conditions']} ({'valid' if sample['valid'] else 'invalid'}):", "",
                       "```abc", sample["abc"].rstrip(), "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def _grammar_line(decoding: Mapping[str, Any]) -> str:
+    """The header line naming the grammar and the guidance every generated tune was sampled with (reports
+    written before both were recorded say so rather than guess)."""
+    grammar, scale = decoding.get("grammar"), decoding.get("guidance_scale")
+    grammar_text = {"legacy": "legacy (plain notes and bar lines)",
+                    "idiom": "idiom (the folk idiom, beams, the cadence on the tonic, recurring bars)"}.get(
+        str(grammar), "not recorded" if grammar is None else str(grammar))
+    if scale is None:
+        guidance_text = "not recorded"
+    else:
+        guidance_text = "off (scale 1)" if float(scale) == 1.0 else f"classifier-free, scale {float(scale):g}"
+    constrained = "" if decoding.get("constrained") else " (unused: decoding is unconstrained)"
+    return f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}."
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

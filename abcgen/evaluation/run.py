@@ -3,6 +3,10 @@
     abcgen evaluate --model runs/quickstart/lora/final --data runs/quickstart/corpus-finetune \\
         --split test --num-samples 100 --seeds 3 --out runs/quickstart/eval
 
+``--grammar legacy|idiom`` and ``--guidance-scale S`` (``GenerationSettings``) choose the pipeline's grammar
+and classifier-free guidance for every generated tune; the report's header and ``decoding`` record both, so
+runs with and without them compare side by side (``benchmarks/eval_grammar_guidance.py``).
+
 Steps: load the corpus and the model's pipeline -> for each seed, draw conditions from the split's
 labels and generate (progress bar) -> draw as many real tunes from the split -> ``evaluate_texts`` (every
 metric on both sets, bootstrap intervals, real-vs-real floor) -> held-out perplexity (a diagnostic) ->
@@ -35,6 +39,7 @@ from abcgen.evaluation.generate import (
 from abcgen.evaluation.plots import write_plots
 from abcgen.evaluation.report import SCHEMA_VERSION, EvaluationInputs, evaluate_texts, write_report
 from abcgen.generation.gan import generate_abc
+from abcgen.generation.guidance import check_guidance
 from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
 from abcgen.generation.sampling import check_sample
 from abcgen.model_folder import check_model_folder, model_fingerprint
@@ -139,7 +144,10 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
     model_dir, corpus_dir = Path(model_dir), Path(corpus_dir)
+    settings.generation.check()
     is_gan = is_gan_folder(model_dir)
+    if is_gan:
+        _refuse_token_options_for_gan(model_dir, settings.generation)
     missing = [] if is_gan else check_model_folder(model_dir)
     if missing:
         raise ConfigError(f"model folder {str(model_dir)!r} cannot be evaluated: " + "; ".join(missing))
@@ -148,8 +156,10 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     check_apart(out, [("--model", model_dir), ("--data", corpus_dir)])
     vocabulary = load_control_vocabulary(model_dir)
     trained, pipe = _load_generator(model_dir, is_gan)
-
     gen_settings = settings.generation
+    if not is_gan:  # the model's part of the guidance check (a MusicVAE cannot be guided), before generating
+        check_guidance(pipe.model, gen_settings.guidance_scale)
+
     generated = _generate_all(pipe, held_out, vocabulary, trained, gen_settings, progress=progress)
     texts, requests = generated.texts, generated.requests
     generation_seconds = time.perf_counter() - started
@@ -174,7 +184,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
                  "num_eligible_for_conditions": len(eligible_rows(held_out, vocabulary, trained))},
         # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
-                     "constrained": None, "max_new_tokens": None} if is_gan else gen_settings.as_dict(),
+                     "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None}
+        if is_gan else gen_settings.as_dict(),
         "conditions_skipped": _skipped_conditions(requests),
         **scored,
         "perplexity": perplexity,
@@ -187,6 +198,15 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     write_outputs(report, out, overwrite=overwrite, generated=texts)
     log.info("evaluation of %s written to %s (%.0f s)", model_dir, out, time.perf_counter() - started)
     return report
+
+
+def _refuse_token_options_for_gan(model_dir: Path, gen_settings: GenerationSettings) -> None:
+    """A MusicGAN samples a latent, not tokens: a grammar or guidance asked for it is refused, not ignored."""
+    for flag, value, asked in (("--grammar", gen_settings.grammar, gen_settings.grammar is not None),
+                               ("--guidance-scale", f"{gen_settings.guidance_scale:g}", gen_settings.guided)):
+        if asked:
+            raise ConfigError(f"{model_dir} is a MusicGAN, which samples no tokens (no grammar, no control tokens "
+                              f"to guide): leave out {flag} {value}")
 
 
 def _load_generator(model_dir: Path, is_gan: bool) -> tuple[tuple[str, ...], Any]:
@@ -216,7 +236,8 @@ def _generate_all(pipe: Any, held_out: list[dict[str, Any]], vocabulary: Any, tr
     generated = _Generated()
     for seed in gen_settings.seeds:
         drawn = draw_requests(held_out, vocabulary, trained, gen_settings.num_samples, seed,
-                              max_bars=gen_settings.max_bars, voices_from_data=gen_settings.voices_from_data)
+                              max_bars=gen_settings.max_bars, voices_from_data=gen_settings.voices_from_data,
+                              guided=gen_settings.guided)
         for result in generate_for_requests(pipe, drawn, gen_settings, seed, progress=progress):
             generated.results.append(result)
             generated.texts.append(result["abc"])

@@ -1,13 +1,14 @@
 """The pipeline's argument checks (``ConfigError`` naming the value and the fix, before anything is generated)
 and the grammar options of a call: ``grammar="legacy" | "idiom"``, ``cadence`` and ``idioms``.
 
-``grammar="legacy"`` (the default of this release) is the body grammar before the idioms
-(``LEGACY_RULES``: plain notes and bar lines, the model's own spaces). ``grammar="idiom"`` is the whole
-folk idiom (``DEFAULT_RULES``): broken rhythm, tuplets, ties, grace notes, decorations, slurs, chord
+``grammar="idiom"`` (the default) is the whole folk idiom (``DEFAULT_RULES``): broken rhythm, tuplets, ties, grace notes, decorations, slurs, chord
 symbols and chords -- those the model's training corpus uses (``idioms.json`` of the model folder; every
 idiom the tokenizer has tokens for when the folder has none) or the ``idioms`` given --, beams at the
 meter's beats with a line every 4 bars, and the cadence on the tonic (``cadence="forced"``, the default
-there, or ``"weighted"``: a logit bonus). ``guidance_scale`` (``check_guidance_scale``; 1 = off) is the
+there, or ``"weighted"``: a logit bonus), and recurrence (bars 5-6 of a part replay bars 1-2, a returning
+section replays; ``abcgen.grammar.recurrence``). ``grammar="legacy"`` is the body grammar before the
+idioms (``LEGACY_RULES``: plain notes and bar lines, the model's own spaces, no cadence, no recurrence),
+kept for comparison. ``guidance_scale`` (``check_guidance_scale``; 1 = off) is the
 classifier-free guidance of ``abcgen.generation.guidance``.
 """
 
@@ -26,7 +27,7 @@ from abcgen.grammar.rules import DEFAULT_RULES, LEGACY_RULES
 from abcgen.grammar.rules.cadence import CADENCE_MODES
 
 GRAMMARS = {"legacy": LEGACY_RULES, "idiom": DEFAULT_RULES}
-DEFAULT_GRAMMAR = "legacy"
+DEFAULT_GRAMMAR = "idiom"
 MAX_SEED = 2**63 - 1  # the largest seed torch accepts
 
 
@@ -58,8 +59,10 @@ def check_guidance_scale(value: Any) -> float:
     return float(value)
 
 
-def check_grammar_options(grammar: Any, cadence: Any, idioms: Any) -> dict[str, Any]:
-    """The grammar options of a call, checked: ``{"grammar", "cadence", "idioms"}`` with ``cadence``
+def check_grammar_options(grammar: Any, cadence: Any, idioms: Any, endings: Any = None) -> dict[str, Any]:
+    """The grammar options of a call, checked: ``{"grammar", "cadence", "idioms", "endings"}`` with ``endings``
+    True/False or None (first and second endings in a ``form``'s repeated parts as often as the model's
+    corpus writes them: drawn per call, seeded by the call's ``seed``), ``cadence``
     ``"forced"`` by default under ``grammar="idiom"`` and ``idioms`` a frozenset of names or None (the
     model's corpus decides). ``cadence`` and ``idioms`` are refused with the legacy grammar, which has
     neither."""
@@ -71,7 +74,7 @@ def check_grammar_options(grammar: Any, cadence: Any, idioms: Any) -> dict[str, 
             if value is not None:
                 raise ConfigError(f"{name}={short(value)} needs grammar='idiom' (the legacy grammar has no "
                                   f"{name}): add grammar='idiom' or leave {name} out")
-        return {"grammar": grammar, "cadence": None, "idioms": None}
+        return {"grammar": grammar, "cadence": None, "idioms": None, "endings": _endings(endings)}
     if cadence is None:
         cadence = "forced"
     if not isinstance(cadence, str) or cadence not in CADENCE_MODES:
@@ -85,7 +88,14 @@ def check_grammar_options(grammar: Any, cadence: Any, idioms: Any) -> dict[str, 
         unknown = sorted(str(name) for name in idioms if name not in IDIOMS)
         if unknown:
             raise ConfigError(f"idioms: {unknown[0]!r} is not an idiom; give names from {', '.join(IDIOMS)}")
-    return {"grammar": grammar, "cadence": cadence, "idioms": idioms}
+    return {"grammar": grammar, "cadence": cadence, "idioms": idioms, "endings": _endings(endings)}
+
+
+def _endings(endings: Any) -> bool | None:
+    if endings is not None and not isinstance(endings, bool):
+        raise ConfigError(f"endings={short(endings)}: give True (first and second endings in a form's repeated "
+                          "parts), False, or leave it out (where the model's corpus uses them)")
+    return endings
 
 
 def parse_idioms_option(text: str | None) -> frozenset[str] | None:

@@ -18,7 +18,7 @@ How a call works:
 3. **Decoding** is constrained by default (``abcgen.grammar``): every complete bar has the
    meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
    ``grammar="idiom"`` adds the folk idiom, beams and a cadence (``abcgen.generation.arguments``; the
-   default ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely.
+   ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely.
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
 
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
@@ -34,10 +34,9 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-import re
+import random
 import warnings
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,7 @@ from transformers import Pipeline
 from abcgen.atomic import atomic_output_dir, check_output_dir
 from abcgen.controls import CONDITIONS, condition_names
 from abcgen.controls import conditions as registered_conditions
-from abcgen.corpus.labels import normalise_meter
-from abcgen.errors import AbcgenError, AbcParseError, ConfigError
+from abcgen.errors import AbcgenError, ConfigError
 from abcgen.generation.arguments import (
     DEFAULT_GRAMMAR,
     GRAMMARS,
@@ -59,19 +57,18 @@ from abcgen.generation.arguments import (
     read_prompt,
     short,
 )
+from abcgen.generation.frame import check_title, page_header, read_frame
 from abcgen.generation.guidance import check_guidance, guided_generate
 from abcgen.generation.model_files import corpus_idioms, load_control_vocabulary, trained_conditions
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
+from abcgen.grammar.idioms import MIN_ENDINGS_SHARE
 from abcgen.model_folder import check_tokenizer_matches
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
-from abcgen.notation.checks import check_tune
-from abcgen.notation.keys import format_key, parse_key
-from abcgen.notation.lexer import default_unit_length, parse_fraction
 from abcgen.notation.tune import normalise_tune
 from abcgen.render import check_render_request, render_abc
-from abcgen.tokenization.prompt import AbcPromptFormat, abc_header
+from abcgen.tokenization.prompt import AbcPromptFormat
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +196,8 @@ class AbcGenerationPipeline(Pipeline):
         cadence: str | None = None,
         idioms: Any = None,
         guidance_scale: float = 1.0,
+        title: str | None = None,
+        endings: bool | None = None,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -207,7 +206,7 @@ class AbcGenerationPipeline(Pipeline):
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
-                                        "cadence, idioms, guidance_scale")
+                                        "cadence, idioms, guidance_scale, title, endings")
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
@@ -231,10 +230,14 @@ class AbcGenerationPipeline(Pipeline):
         check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
         if not isinstance(constrained, bool):
             raise ConfigError(f"constrained={short(constrained)}: give True or False")
-        options = check_grammar_options(grammar, cadence, idioms)
+        options = check_grammar_options(grammar, cadence, idioms, endings)
+        if options["endings"] is None:  # as often as the model's corpus writes them (idioms.json), per call
+            share = (self._shares() or {}).get("endings", 0.0)
+            options["endings"] = share >= MIN_ENDINGS_SHARE and random.Random(seed).random() < share
         options["guidance_scale"] = check_guidance(self.model, guidance_scale, voices)  # abcgen.generation.guidance
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
-        preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices}
+        preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices,
+                      "title": check_title(title), "endings": options["endings"]}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "constrained": constrained, "options": options}
         return preprocess, forward, {}
@@ -273,11 +276,12 @@ class AbcGenerationPipeline(Pipeline):
     # --- preprocess: prompt ids and the tune's frame ------------------------------------------------------
 
     def preprocess(self, prompt: str, conditions: dict[str, Any], pickup: str | None,
-                   max_new_tokens: int | None, voices: int = 1) -> dict[str, Any]:
+                   max_new_tokens: int | None, voices: int = 1, title: str | None = None,
+                   endings: bool = False) -> dict[str, Any]:
         if voices > 1 and prompt.strip():
             raise ConfigError(f"voices={voices} cannot be combined with a melody prompt: multi-voice generation "
                               "writes every voice from the first bar (give no prompt, or continue a single voice)")
-        frame = self._frame(prompt, conditions, pickup)
+        frame = read_frame(prompt, conditions, pickup, endings)
         labels = self.check_conditions({k: v for k, v in conditions.items() if k in self.vocabulary.values})
         fmt = self.prompt_format
         header = fmt.header(meter=frame["meter_text"], unit_length=frame["unit_text"], key=frame["key_text"],
@@ -291,6 +295,7 @@ class AbcGenerationPipeline(Pipeline):
             max_new_tokens = max(64, TOKENS_PER_BAR * int(frame["bars"] or 32) + 16)
         self._check_positions(len(ids), max_new_tokens, voices, frame["bars"], given)
         return {"input_ids": torch.tensor([ids]), "frame": frame, "labels": labels, "header": header,
+                "page_header": page_header(header, conditions, title),
                 "max_new_tokens": max_new_tokens, "voices": voices, "prefix_ids": prefix_ids}
 
     def _check_positions(self, prompt_tokens: int, max_new_tokens: int, voices: int, bars: int | None,
@@ -313,65 +318,6 @@ class AbcGenerationPipeline(Pipeline):
             f"{what} needs about {estimate} tokens ({prompt_tokens} prompt + {max_new_tokens} new{per_voice}) but "
             f"the model reads at most {limit} ({source}): {fix}")
 
-    def _frame(self, prompt: str, conditions: dict[str, Any], pickup: str | None) -> dict[str, Any]:
-        """Meter, unit length, key, bars and the melody prompt's body, all checked before generating."""
-        body = ""
-        open_repeat = False
-        check = None
-        prompt = prompt.strip("\n")
-        header_meter = header_key = header_unit = None
-        if prompt:
-            text = prompt if re.search(r"^K:", prompt, re.MULTILINE) else (
-                abc_header(meter=conditions.get("meter", "4/4"), unit_length=conditions.get("unit_length", "1/8"),
-                           key=conditions.get("key", "C")) + f"{prompt}\n")
-            try:
-                tune = normalise_tune(text)
-            except AbcParseError as exc:
-                raise AbcParseError(f"the melody prompt is not valid ABC: {exc.reason}", line=exc.line,
-                                    column=exc.column, bar=exc.bar) from exc
-            header_meter, header_key, header_unit = tune.get("M"), tune.get("K"), tune.get("L")
-            check = check_tune(tune)  # the corpus's checks; truncation is covered by the bar-line rule below
-            # A prompt may stop inside a repeat ("|:dAF DFA|"): the constraint then has to close it.
-            open_repeat = check.open_repeat
-            problems = check.bar_problems + check.repeats_except_open
-            if problems:
-                raise AbcParseError(f"the melody prompt has problems: {problems[0]}")
-            if not tune.body.rstrip().endswith(("|", "|]", ":|", "||")):
-                raise AbcParseError("the melody prompt must end with a bar line: give whole bars to continue")
-            body = tune.body.rstrip().removesuffix("|]").rstrip() + "\n"
-            body = body if body.endswith(("|\n", ":\n")) else body.rstrip("\n") + "|\n"
-        meter_text = str(conditions.get("meter") or header_meter or "4/4")
-        # Compare as written (C = 4/4): 6/8 and 3/4 have the same length but are different meters.
-        if header_meter and conditions.get("meter") and \
-                normalise_meter(parse_fraction(header_meter), header_meter) != normalise_meter(parse_fraction(meter_text), meter_text):
-            raise ConfigError(f"the melody prompt is in M:{header_meter} but meter={meter_text!r} was requested")
-        meter = parse_fraction(meter_text)
-        if meter is None:
-            raise ConfigError(f"meter={meter_text!r} cannot be read (e.g. '6/8', '4/4', 'C'); free meter cannot be "
-                              "generated bar by bar")
-        unit_text = str(conditions.get("unit_length") or header_unit or _fraction_text(default_unit_length(meter)))
-        unit = parse_fraction(unit_text)
-        if unit is None:
-            raise ConfigError(f"unit_length={unit_text!r} cannot be read (e.g. '1/8')")
-        key = parse_key(str(conditions.get("key") or header_key or "C"))
-        if header_key and conditions.get("key") and parse_key(header_key).label != key.label:
-            raise ConfigError(f"the melody prompt is in K:{header_key} but key={conditions['key']!r} was requested")
-        pickup_length = parse_fraction(pickup) if pickup else Fraction(0)
-        if pickup and (pickup_length is None or not 0 < pickup_length < meter):
-            raise ConfigError(f"pickup={pickup!r} must be a fraction of a whole note shorter than the bar ({meter})")
-        bars = conditions.get("bars")
-        form = conditions.get("form")
-        if form is not None and not re.fullmatch(r"[A-Z]+", str(form)):
-            raise ConfigError(f"form={form!r}: give section letters such as 'AABB' or 'ABAC'")
-        if bars is not None and form and int(bars) % len(form):
-            raise ConfigError(f"bars={bars} cannot be split into the {len(form)} sections of form {form!r}")
-        # Counted as every bar count is (BarReport.num_bars): bars with music, a leading pickup not counted.
-        prompt_bars = check.report.num_bars if body else 0
-        return {"meter": meter, "meter_text": meter_text, "unit": unit, "unit_text": unit_text,
-                "key": key, "key_text": format_key(key), "bars": int(bars) if bars is not None else None,
-                "form": form, "pickup": pickup_length or Fraction(0), "body": body, "prompt_bars": prompt_bars,
-                "open_repeat": open_repeat}
-
     # --- forward: batched, seeded generation ---------------------------------------------------------------
 
     def _grammar(self, options: dict[str, Any], frame: dict[str, Any], later_voice: bool = False) -> dict[str, Any]:
@@ -380,18 +326,25 @@ class AbcGenerationPipeline(Pipeline):
         keeps the idioms of the model's corpus (every one the tokenizer has when the model has no
         ``idioms.json``). A later voice (``voices > 1``) follows voice 1's bar template without a cadence:
         it harmonises voice 1's ending rather than ending on the tonic itself."""
+        endings = options["endings"] and not later_voice  # a later voice follows voice 1's template
         if options["grammar"] == "legacy":
-            return {"meter": frame["meter"], "rules": GRAMMARS["legacy"]}
+            return {"meter": frame["meter"], "rules": GRAMMARS["legacy"], "endings": endings}
         idioms = options["idioms"]
         if idioms is None:
-            if not hasattr(self, "_corpus_idioms"):
-                self._corpus_idioms = corpus_idioms(self.model.name_or_path)
-            idioms = self._corpus_idioms
+            idioms = self._shares()
         rules = GRAMMARS["idiom"]
         if later_voice:
             rules = tuple(name for name in rules if name != "cadence")
         return {"meter": frame["meter_text"], "rules": rules, "idioms": idioms, "cadence": options["cadence"],
-                "recurrence": not later_voice}  # phrases and returning sections replay earlier bars
+                "recurrence": not later_voice,  # phrases and returning sections replay earlier bars
+                "cadence_sections": bool(frame["form"]) and not later_voice,  # each part ends on the tonic too
+                "endings": endings}
+
+    def _shares(self) -> dict[str, float] | None:
+        """The idiom and structure shares of the model's training corpus (``idioms.json``), read once."""
+        if not hasattr(self, "_corpus_shares"):
+            self._corpus_shares = corpus_idioms(self.model.name_or_path)
+        return self._corpus_shares
 
     def _forward(self, model_inputs: dict[str, Any], num_return_sequences: int, temperature: float, top_p: float,
                  seed: int | None, constrained: bool, options: dict[str, Any]) -> dict[str, Any]:
@@ -483,7 +436,7 @@ class AbcGenerationPipeline(Pipeline):
         if model_outputs["voices"] > 1:
             for voices in model_outputs["voice_ids"]:
                 body = self._voice_body(voices)
-                abc = model_outputs["header"] + body
+                abc = model_outputs["page_header"] + body
                 check = check_sample(abc, num_bars=frame["bars"])
                 generated = sum(len(_until_eos(ids, self.tokenizer)) for ids in voices)
                 results.append({"abc": abc, "valid": check.valid, "problems": check.problems,
@@ -496,7 +449,7 @@ class AbcGenerationPipeline(Pipeline):
             # tokens the model really generated: up to and including EOS (the rest is batch padding)
             generated = next((i + 1 for i, t in enumerate(ids) if t == eos), len(ids) - sum(t == pad for t in ids))
             continuation = self.prompt_format.decode(ids)
-            abc = model_outputs["header"] + frame["body"] + continuation
+            abc = model_outputs["page_header"] + frame["body"] + continuation
             abc = abc.rstrip() + "\n"
             check = check_sample(abc, num_bars=frame["bars"])
             results.append({"abc": abc, "valid": check.valid, "problems": check.problems,
@@ -526,10 +479,6 @@ def _remaining_bars(frame: dict[str, Any]) -> int | None:
 
 # The default token budget per bar (generous for folk tunes at L:1/8).
 TOKENS_PER_BAR = 12
-
-
-def _fraction_text(value: Fraction) -> str:
-    return f"{value.numerator}/{value.denominator}"
 
 
 def load_pipeline(model: str | Path) -> AbcGenerationPipeline:

@@ -79,6 +79,7 @@ class Settings:
     cadence_degree: int = 1  # the scale degree the tune (and each section) ends on
     cadence_sections: bool = False  # also the last note of each form section
     cadence_weight: float = 4.0  # the bonus of a cadence note in "weighted" mode
+    endings: bool = False  # form: repeated sections end with first and second endings
 
 
 def rule_names(rules: Iterable[str] | None, form: str | None, bar_lines: Sequence[str] | None,
@@ -352,7 +353,8 @@ class AbcConstraint:
     to the degree) or ``"weighted"`` (a logit bonus of ``cadence_weight``); ``cadence_sections``: also
     the last note of each ``form`` section; ``recurrence``: replay earlier bars where phrases and
     returning sections repeat them (``abcgen.grammar.recurrence``; ``variation``: a returning section gets a
-    new cadence). Raises a ``GrammarConfigError`` (a ``ConfigError``)
+    new cadence); ``endings``: with a ``form``, repeated sections end with first and second endings (one
+    bar each; ``num_bars`` counts both). Raises a ``GrammarConfigError`` (a ``ConfigError``)
     when the settings contradict each other, ``BudgetTooSmallError`` when the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -380,6 +382,7 @@ class AbcConstraint:
         cadence_weight: float = 4.0,
         recurrence: bool = False,
         variation: bool = True,
+        endings: bool = False,
     ) -> None:
         meter_text = meter if isinstance(meter, str) else None
         meter = read_meter(meter)
@@ -398,11 +401,12 @@ class AbcConstraint:
                             form=form or None, open_repeat=bool(open_repeat), bar_lines=bar_lines, rules=names,
                             meter_text=meter_text, key=key if cadence_on else None, cadence=cadence,
                             cadence_degree=cadence_degree, cadence_sections=bool(cadence_sections) and cadence_on,
-                            cadence_weight=float(cadence_weight))
+                            cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form))
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab
         self.key, self.max_new_tokens = key, max_new_tokens
-        self.plan = recurrence_plan(num_bars, form or None, variation=variation) if recurrence else {}
+        self.plan = recurrence_plan(num_bars, form or None, variation=variation,
+                                    endings=bool(endings)) if recurrence else {}
         self.reset()
         if self.grammar.budget is not None:
             self.grammar.budget.check(max_new_tokens, self.min_tokens_to_finish())

@@ -21,9 +21,7 @@ refused token the rest of that bar is written freely.
 
 from __future__ import annotations
 
-import re
-
-from abcgen.grammar.rules.forced import parse_form
+from abcgen.grammar.rules.forced import form_runs, parse_form
 
 PART = 8  # bars of a part without a form (a dance tune's strain)
 ANSWER = {5: 1, 6: 2}  # bar of a part -> the bar of the same part it repeats
@@ -31,14 +29,14 @@ CADENCE_BARS = 2  # bars at the end of a returning section written anew (variati
 FREE_BARS = 256  # bars planned without num_bars (free mode)
 
 
-def recurrence_plan(num_bars: int | None, form: str | None, *, variation: bool = True) -> dict[int, int]:
+def recurrence_plan(num_bars: int | None, form: str | None, *, variation: bool = True,
+                    endings: bool = False) -> dict[int, int]:
     """``{bar: earlier bar it repeats}`` over full bars numbered from 1 (see the module docstring)."""
     if form and num_bars:
-        runs = [m.group(0) for m in re.finditer(r"(.)\1*", form)]
-        sections = parse_form(form, num_bars)
+        sections = parse_form(form, num_bars, endings)
         spans, start = [], 0
-        for run, section in zip(runs, sections, strict=True):
-            spans.append((run[0], start, section.end_bar - start))
+        for (letter, _), section in zip(form_runs(form), sections, strict=True):
+            spans.append((letter, start, section.end_bar - start))
             start = section.end_bar
     else:
         total = num_bars or FREE_BARS

@@ -168,13 +168,13 @@ class DataSettings:
     eval_split: str = field(default="validation", metadata=_help("split evaluated on; empty = no evaluation"))
     max_length: int = field(default=512, metadata=_help("tokens per packed row; higher = more context and "
                                                             "memory (attention grows with its square)"))
-    loss_on: str = field(default="tune", metadata=_help("tune (loss on the tune only) | all (the control "
-                                                            "prefix too)"))
-    conditions: list[str] = field(default_factory=lambda: list(condition_names()),
-                                  metadata=_help(f"conditions put in the control prefix, from "
-                                                 f"{', '.join(CONTROL_NAMES)}"))
+    loss_on: str = field(default="tune", metadata=_help("tune (loss on the tune only) | all (the prefix too)"))
+    conditions: list[str] = field(default_factory=lambda: list(condition_names()), metadata=_help(
+        f"conditions put in the control prefix, from {', '.join(CONTROL_NAMES)}"))
     condition_dropout: float = field(default=0.1, metadata=_help("chance to drop each condition token, so "
                                                                      "unconditioned generation works; 0 <= p <= 1"))
+    unconditional_dropout: float = field(default=0.0, metadata=_help(
+        "chance to drop all of a tune's conditions at once: trains guidance's unconditional prompt; 0 <= p <= 1"))
     max_train_tunes: int = field(default=0, metadata=_help("train on at most this many tunes; 0 = all"))
     num_workers: int = field(default=0, metadata=_help("dataloader worker processes; 0 = in the main process"))
     packed_attention: str = field(default="auto", metadata=_help(
@@ -356,11 +356,11 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _all_keys(cls: type = TrainConfig, prefix: str = "", fields: bool = False) -> dict[str, Any]:
-    """Every dotted key -> its type (its ``Field`` if ``fields``), sections included (``model``,
-    ``model.scratch``, ``model.scratch.x``)."""
+    """Every dotted key -> its type (its ``Field`` if ``fields``), sections included (``model.scratch.x``)."""
     out: dict[str, Any] = {}
+    types = _field_types(cls)  # once per class: get_type_hints is slow
     for f in dataclasses.fields(cls):
-        tp = _field_types(cls)[f.name]
+        tp = types[f.name]
         out[prefix + f.name] = f if fields else tp
         if dataclasses.is_dataclass(tp):
             out.update(_all_keys(tp, prefix + f.name + ".", fields))

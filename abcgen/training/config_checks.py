@@ -102,8 +102,9 @@ def lora_data_problems(cfg: TrainConfig) -> list[str]:
                    + did_you_mean(unknown[0], names))
     if len(set(d.conditions)) != len(d.conditions):
         out.append(f"data.conditions {d.conditions} repeats a name: list each once")
-    if not 0 <= d.condition_dropout <= 1:
-        out.append(f"data.condition_dropout={d.condition_dropout!r} must be in [0, 1]")
+    for key in ("condition_dropout", "unconditional_dropout"):
+        if not 0 <= getattr(d, key) <= 1:  # NaN fails too
+            out.append(f"data.{key}={getattr(d, key)!r} must be in [0, 1]")
     _at_least(out, "data.max_train_tunes", d.max_train_tunes, 0, " (0 = all)")
     _at_least(out, "data.num_workers", d.num_workers, 0)
     return out

@@ -2,9 +2,18 @@
 
 **Example layout** is the prompt contract's (``abcgen.tokenization.prompt``): ``[BOS] + control prefix +
 tune + EOS``, long tunes split at bar lines. This module adds what is training-only: which conditions a
-tune is labelled with (``conditions``, condition dropout), and the loss mask choice: ``loss_on="tune"``
+tune is labelled with (``conditions``, condition dropout, unconditional dropout), the whole-tune length
+statistics logged at training start (``TrainingStats``), and the loss mask choice: ``loss_on="tune"``
 masks BOS and the prefix; ``loss_on="all"`` also trains the prefix (the model then learns the condition
 distribution, useful for unconditioned sampling). The first token of every example is never a target.
+
+**Dropout.** Per tune, first one draw for ``unconditional_dropout``: on a hit every condition is dropped
+together and the prompt is exactly the unconditional prompt classifier-free guidance runs
+(``AbcPromptFormat.unconditional_prompt_ids``: BOS + the empty prefix's newline + the text). Otherwise one
+draw per condition for ``condition_dropout``. Independent drops of 3-5 conditions at 0.1 leave the empty
+prefix on only 0.1^3..0.1^5 of tunes: without the unconditional draw the branch guidance contrasts with
+is barely trained. Both draw from the one seeded ``random.Random``; at ``unconditional_dropout=0`` no draw
+is made, so the examples are those of a run without it.
 
 **Packing.** ``pack_examples`` puts examples into rows of exactly ``row_length`` tokens by best-fit
 decreasing (ties in length broken by a seeded shuffle, rows then shuffled with the same seed: the result
@@ -45,9 +54,10 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -73,9 +83,67 @@ ATTENTION = ("position_ids", "varlen", "mask")
 # IGNORE_INDEX, LOSS_ON, Example, SplitStats and bos_ids are re-exported: the example layout is the prompt
 # contract's (abcgen.tokenization.prompt).
 __all__ = ["IGNORE_INDEX", "LOSS_ON", "ATTENTION", "EpochSampler", "Example", "PackedDataset", "PackedRow", "SplitStats",
-           "bos_ids", "build_examples", "collate_packed", "epoch_order", "forward_kwargs", "make_row", "pack_examples",
-           "packing_stats", "tune_to_examples"]
+           "TrainingStats", "bos_ids", "build_examples", "collate_packed", "epoch_order", "forward_kwargs",
+           "length_stats", "make_row", "pack_examples", "packing_stats", "tune_to_examples"]
 _check_loss_on = check_loss_on
+
+
+LENGTH_QUANTILES = (50, 90, 95, 98, 99)  # percent; logged as length_p50 .. length_p99
+WHOLE_SHARE = 98  # percent of tunes that max_length_98 keeps whole
+ROW_MULTIPLE = 64  # max_length_98 is rounded up to a multiple of this (tensor-core and kernel friendly)
+
+
+@dataclass
+class TrainingStats(SplitStats):
+    """``SplitStats`` plus what training logs at start: unconditional examples and the whole-tune lengths.
+
+    ``lengths`` holds, per tune, the length in tokens of its whole example as ``encode_example`` builds it
+    (BOS + the prefix of the conditions kept + header + body + EOS), split or dropped tunes included;
+    ``as_dict`` gives its quantiles (``length_stats``) instead of the list.
+    """
+
+    unconditional_drops: int = 0  # tunes whose conditions were all dropped together (unconditional_dropout)
+    unconditional_examples: int = 0  # examples with an empty prefix, for any reason (also: no labels, every draw)
+    max_length: int = 0  # the max_length the lengths are compared with
+    lengths: list[int] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                               if f.name not in ("max_length", "lengths")}
+        return {**out, **length_stats(self.lengths, self.max_length)}
+
+
+def length_stats(lengths: Sequence[int], max_length: int) -> dict[str, Any]:
+    """Quantiles of whole-tune lengths (tokens) and what ``max_length`` keeps whole.
+
+    ``length_pNN`` is the nearest-rank quantile (the smallest length with at least NN % of tunes at or
+    below it), ``whole_at_max_length`` the percentage of tunes whose whole example fits ``max_length``
+    (not split, not dropped), ``max_length_98`` the smallest multiple of 64 that keeps 98 % whole. ``None``
+    values for no tunes.
+    """
+    ranked = sorted(lengths)
+    if not ranked:
+        return {**{f"length_p{q}": None for q in LENGTH_QUANTILES}, "length_max": None,
+                "whole_at_max_length": None, "max_length_98": None}
+    out: dict[str, Any] = {f"length_p{q}": _nearest_rank(ranked, q) for q in LENGTH_QUANTILES}
+    out["length_max"] = ranked[-1]
+    out["whole_at_max_length"] = round(100 * bisect.bisect_right(ranked, max_length) / len(ranked), 1)
+    out["max_length_98"] = ROW_MULTIPLE * math.ceil(_nearest_rank(ranked, WHOLE_SHARE) / ROW_MULTIPLE)
+    return out
+
+
+def _nearest_rank(ranked: Sequence[int], percent: int) -> int:
+    # integer arithmetic: ceil(percent * n / 100) without float rounding at exact ranks
+    return ranked[max(0, -(-percent * len(ranked) // 100) - 1)]
+
+
+def _draw(p: float, rng: random.Random | None, key: str) -> bool:
+    """One seeded Bernoulli(p) draw; no draw at all when ``p <= 0`` (the rng stream stays as without it)."""
+    if p <= 0.0:
+        return False
+    if rng is None:
+        raise ConfigError(f"{key} > 0 needs an rng (random.Random(seed)) so the dropout is reproducible")
+    return rng.random() < p
 
 
 def _drop_conditions(labels: Mapping[str, str], condition_dropout: float, rng: random.Random | None,
@@ -102,28 +170,43 @@ def tune_to_examples(
     max_length: int,
     loss_on: str = "tune",
     condition_dropout: float = 0.0,
+    unconditional_dropout: float = 0.0,
     rng: random.Random | None = None,
     stats: SplitStats | None = None,
     prompt_format: PromptFormat | None = None,
 ) -> list[Example]:
     """The examples of one normalised tune (one, or several chunks when it is longer than ``max_length``).
 
-    ``labels`` are the tune's conditions (``row_controls(row)``, restricted to the ones trained on); each
-    is dropped with probability ``condition_dropout`` (draws from ``rng``). ``stats`` is updated in place.
-    The layout is ``prompt_format``'s (default: ``AbcPromptFormat(tokenizer, vocab)``).
+    ``labels`` are the tune's conditions (``row_controls(row)``, restricted to the ones trained on). With
+    probability ``unconditional_dropout`` all of them are dropped together (the unconditional prompt of
+    guidance); otherwise each is dropped with probability ``condition_dropout`` (draws from ``rng``, in
+    that order). ``stats`` is updated in place; a ``TrainingStats`` also gets the unconditional counts and
+    the tune's whole length. The layout is ``prompt_format``'s (default: ``AbcPromptFormat(tokenizer, vocab)``).
     """
     check_loss_on(loss_on)
     if max_length < 2:
         raise ConfigError(f"max_length={max_length} is too small: an example needs at least 2 tokens")
     stats = stats if stats is not None else SplitStats()
     stats.tunes += 1
-    kept = _drop_conditions(labels, condition_dropout, rng, stats)
+    dropped_together = _draw(unconditional_dropout, rng, "unconditional_dropout")
+    if dropped_together:
+        stats.conditions_dropped += len(labels)
+        kept: dict[str, str] = {}
+    else:
+        kept = _drop_conditions(labels, condition_dropout, rng, stats)
     fmt = prompt_format if prompt_format is not None else AbcPromptFormat(tokenizer, vocab)
+    not_whole = stats.split_tunes + stats.dropped_tunes
     examples = fmt.encode_example(abc, kept, max_length=max_length, loss_on=loss_on, stats=stats)
     stats.examples += len(examples)
     for example in examples:
         stats.tokens += len(example)
         stats.label_tokens += sum(label != IGNORE_INDEX for label in example.labels)
+    if isinstance(stats, TrainingStats):  # the prompt contract's SplitStats has no room for these
+        stats.unconditional_drops += dropped_together
+        stats.unconditional_examples += 0 if kept else len(examples)
+        whole = stats.split_tunes + stats.dropped_tunes == not_whole
+        # a split or dropped tune's whole length: its prompt ids (context + text) + EOS, tokenized once more
+        stats.lengths.append(len(examples[0]) if whole else len(fmt.prompt_ids(kept, abc)) + 1)
     return examples
 
 
@@ -136,14 +219,18 @@ def build_examples(
     loss_on: str = "tune",
     conditions: Sequence[str] | None = None,
     condition_dropout: float = 0.0,
+    unconditional_dropout: float = 0.0,
     seed: int = 0,
-) -> tuple[list[Example], dict[str, int]]:
+    detailed: bool = False,
+) -> tuple[list[Example], dict[str, Any]]:
     """Examples of corpus rows (column ``abc`` + label columns) and their ``SplitStats`` as a dict.
 
     ``conditions`` names the conditions put in the prefix (others are left out; default: every registered
-    condition, ``abcgen.controls.condition_names()``). Condition dropout draws
+    condition, ``abcgen.controls.condition_names()``). Unconditional and condition dropout draw
     from ``random.Random(seed)`` in row order, so the result is a pure function of the arguments; call
-    again with another seed (e.g. ``seed + epoch``) for fresh dropout each epoch.
+    again with another seed (e.g. ``seed + epoch``) for fresh dropout each epoch. ``detailed`` adds
+    ``TrainingStats``'s keys (unconditional counts, whole-tune length quantiles; what training logs), off
+    by default so the ``SplitStats`` dict stays as the prompt contract pins it.
     """
     check_loss_on(loss_on)
     names = condition_names()
@@ -151,19 +238,23 @@ def build_examples(
     unknown = [name for name in conditions if name not in names]
     if unknown:
         raise ConfigError(f"unknown conditions {unknown}; valid conditions: {', '.join(names)}")
-    if not 0.0 <= condition_dropout <= 1.0:
-        raise ConfigError(f"condition_dropout={condition_dropout} must be between 0 and 1")
+    for key, p in (("condition_dropout", condition_dropout), ("unconditional_dropout", unconditional_dropout)):
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"{key}={p} must be between 0 and 1")
     rng = random.Random(seed)
-    stats = SplitStats()
+    stats = TrainingStats(max_length=max_length)
     examples: list[Example] = []
     wanted = set(conditions)
     fmt = AbcPromptFormat(tokenizer, vocab)
     for row in rows:
         labels = {name: value for name, value in row_controls(row).items() if name in wanted}
         examples += tune_to_examples(str(row["abc"]), labels, tokenizer, vocab, max_length=max_length,
-                                     loss_on=loss_on, condition_dropout=condition_dropout, rng=rng, stats=stats,
+                                     loss_on=loss_on, condition_dropout=condition_dropout,
+                                     unconditional_dropout=unconditional_dropout, rng=rng, stats=stats,
                                      prompt_format=fmt)
-    return examples, stats.as_dict()
+    if detailed:
+        return examples, stats.as_dict()
+    return examples, {f.name: getattr(stats, f.name) for f in fields(SplitStats)}
 
 
 # --- packing -----------------------------------------------------------------------------------------

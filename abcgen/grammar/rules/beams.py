@@ -72,6 +72,8 @@ class BeamRule(Rule):
             ns.need_newline = 0
             return OFFER
         ns.need_newline = 0
+        if self._before_bar(s) and c != BAR:  # a space written before the bar line: the bar line comes next
+            return REFUSE
         if c == BAR:
             if not s.room and not ns.closed and not s.in_pickup and self.newlines \
                     and ns.bars_done % BARS_PER_LINE == 0:
@@ -95,9 +97,16 @@ class BeamRule(Rule):
 
     @staticmethod
     def _beside_bar(s: State) -> bool:
-        """After a bar line (not at a line start), or in a full bar before its bar line."""
+        """After a bar line (not at a line start), or in a full bar before its bar line -- when nothing but the
+        bar line may come there (no slur to close, no tie to write)."""
         return (s.last == "bar" and not s.pending) or (s.last == "note" and not s.room and not s.in_pickup
-                                                       and not s.grace and not s.chord and not s.scaled)
+                                                       and not s.grace and not s.chord and not s.scaled
+                                                       and not s.slur and s.tie is None)
+
+    @staticmethod
+    def _before_bar(s: State) -> bool:
+        """A space just written in a full bar: nothing but its bar line may follow (not ``d2 )``)."""
+        return s.last == "space" and not s.room and not s.in_pickup
 
     def finish_cost(self, s: State) -> int:
         cost = int(s.need_space) + (1 if s.need_newline == 2 else 0)
@@ -107,4 +116,5 @@ class BeamRule(Rule):
         return cost + self.forced[min(first, len(self.forced) - 1)]
 
     def key(self, s: State) -> Hashable:
-        return s.need_space, s.need_newline, s.last in _LINE_START, s.grace > 0 or s.chord > 0, self._beside_bar(s)
+        return (s.need_space, s.need_newline, s.last in _LINE_START, s.grace > 0 or s.chord > 0, self._beside_bar(s),
+                self._before_bar(s))

@@ -73,7 +73,7 @@ class CadenceRule(Rule):
             if settings.cadence_sections and g.form:
                 from abcgen.grammar.rules.forced import parse_form
 
-                bars.update(section.end_bar for section in parse_form(g.form, g.num_bars))
+                bars.update(section.end_bar for section in parse_form(g.form, g.num_bars, settings.endings))
         self.bars = bars
         top = (g.num_bars or 0) + 2
         self.after = [sum(1 for b in bars if b >= first) for first in range(top + 1)]  # cadence bars >= first

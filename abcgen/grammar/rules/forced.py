@@ -7,10 +7,13 @@ at the start.
 
 **Form** (``form="AABB"``, needs ``num_bars``): the letters are read as runs (``AABB`` -> A twice, B
 twice; ``ABAC`` -> A, B, A, C); a run of two is one repeated section ``|: ... :|``, a run of one a
-plain section ended by ``||`` (``|]`` at the end). ``num_bars`` counts *written* bars and is split evenly
-over the written sections (earlier sections take one more when it does not divide); within a section
-only ``|`` is allowed, and the section boundaries are forced (``:|`` / ``::`` / ``|:`` / ``||``). The
-sections are not made to repeat each other's music (the second ``A`` of ``ABAC`` is new music).
+plain section ended by ``||`` (``|]`` at the end). Here ``num_bars`` counts *written* bars and is split
+evenly over the written sections (earlier sections take one more when it does not divide); the pipeline's
+``bars`` counts *played* bars, as players do (``written_bars``: a 32-bar AABB reel writes 16). Within a
+section only ``|`` is allowed, and the section boundaries are forced (``:|`` / ``::`` / ``|:`` / ``||``).
+That a returning letter repeats its music (the second ``A`` of ``ABAC``) is ``abcgen.grammar.recurrence``.
+With ``endings`` a repeated section ends ``|1 <bar> :|2 <bar>`` (first and second endings, one bar each:
+one written bar more than its played length, ``written_bars``).
 
 **Bar templates** (``bar_lines``, for the later voices of a multi-voice tune): ``bar_template`` reads the
 bar lines voice 1 wrote -- the opening one (``""`` or ``"|:"``), then the text ending each bar, the pickup
@@ -41,25 +44,54 @@ Forced = tuple[frozenset[str], ...]  # per token, the bar-line texts accepted
 class Section:
     end_bar: int  # number of the full bar that ends it (1-based, pickup not counted)
     repeated: bool
+    endings: bool = False  # a repeated section ending |1 <bar> :|2 <bar> (its last two written bars)
 
 
-def parse_form(form: str, num_bars: int) -> list[Section]:
-    """Sections of a form: runs of one letter (``AABB`` -> A x2, B x2), ``num_bars`` written bars split
-    evenly over them (earlier sections take one more when it does not divide)."""
+def form_runs(form: str) -> list[tuple[str, int]]:
+    """The written sections of a form: runs of one letter, ``"AABB"`` -> ``[("A", 2), ("B", 2)]``."""
     if not re.fullmatch(r"[A-Z]+", form):
         raise FormError(f"form={form!r}: give section letters such as 'AABB' or 'ABAC'")
-    runs = [(m.group(0)[0], len(m.group(0))) for m in re.finditer(r"(.)\1*", form)]
+    return [(m.group(0)[0], len(m.group(0))) for m in re.finditer(r"(.)\1*", form)]
+
+
+def written_bars(form: str, played: int, endings: bool = False) -> int:
+    """The bars written for ``played`` bars played in ``form`` (how players count: a 32-bar ``AABB`` reel
+    is two 8-bar parts, each played twice, 16 bars written). Each letter plays ``played / len(form)``
+    bars; a run of two letters is written once, between repeat signs -- with ``endings`` one bar more
+    (``|1 <bar> :|2 <bar>``: the second ending replaces the first when the part is played again)."""
+    if played % len(form):
+        raise FormError(f"bars={played} cannot be split into the {len(form)} sections of form {form!r}")
+    runs = form_runs(form)
+    return played // len(form) * len(runs) + (sum(count == 2 for _, count in runs) if endings else 0)
+
+
+def played_bars(form: str, written: int, endings: bool = False) -> int | None:
+    """The inverse of ``written_bars`` (a real tune's played length), None when ``written`` does not split
+    evenly into the form's written sections."""
+    runs = form_runs(form)
+    core = written - (sum(count == 2 for _, count in runs) if endings else 0)
+    return core // len(runs) * len(form) if core > 0 and core % len(runs) == 0 else None
+
+
+def parse_form(form: str, num_bars: int, endings: bool = False) -> list[Section]:
+    """Sections of a form: runs of one letter (``AABB`` -> A x2, B x2), ``num_bars`` *written* bars split
+    evenly over them (earlier sections take one more when it does not divide); with ``endings`` each
+    repeated section has one bar more, its second ending."""
+    runs = form_runs(form)
+    repeated = sum(count == 2 for _, count in runs) if endings else 0
     too_long = [letter * count for letter, count in runs if count > 2]
     if too_long:
         raise FormError(f"form={form!r}: {too_long[0]!r} repeats a section more than twice; constrained decoding "
                         "writes a section at most twice (as a |: ... :| repeat)")
-    if num_bars < len(runs):
-        raise FormError(f"form={form!r} has {len(runs)} written sections but only {num_bars} bars were requested")
-    base, extra = divmod(num_bars, len(runs))
+    if num_bars - repeated < len(runs) * (2 if endings else 1):
+        raise FormError(f"form={form!r} has {len(runs)} written sections but only {num_bars} bars were requested"
+                        + (" (first and second endings need 2 bars a section and one more)" if endings else ""))
+    base, extra = divmod(num_bars - repeated, len(runs))
     sections, end = [], 0
     for index, (_, count) in enumerate(runs):
-        end += base + (1 if index < extra else 0)
-        sections.append(Section(end_bar=end, repeated=count == 2))
+        with_endings = endings and count == 2
+        end += base + (1 if index < extra else 0) + (1 if with_endings else 0)
+        sections.append(Section(end_bar=end, repeated=count == 2, endings=with_endings))
     return sections
 
 
@@ -118,13 +150,16 @@ class FormRule(_ForcedBarLines):
     def bind(self, g) -> None:  # noqa: ANN001 -- Grammar (import cycle)
         super().bind(g)
         assert g.form is not None and g.num_bars is not None
-        self.sections = parse_form(g.form, g.num_bars)
+        self.sections = parse_form(g.form, g.num_bars, g.settings.endings)
         kinds = g.vocab.bar_masks
         out: dict[int, tuple[str, ...]] = {}
         for index, section in enumerate(self.sections):
             following = None if index == len(self.sections) - 1 else self.sections[index + 1]
-            if following is None:
-                tokens: tuple[str, ...] = (":|",) if section.repeated else ("|]",)
+            if section.endings:  # ... |1 <first ending> :|2 <second ending> then the next section's bar line
+                out[section.end_bar - 2], out[section.end_bar - 1] = ("|1",), (":|2",)
+                tokens: tuple[str, ...] = ("|]",) if following is None else ("|:",) if following.repeated else ("||",)
+            elif following is None:
+                tokens = (":|",) if section.repeated else ("|]",)
             elif section.repeated and following.repeated:
                 tokens = ("::",) if "::" in kinds else (":|", "|:")
             elif section.repeated:

@@ -5,13 +5,14 @@
 two more bars fit: the first-ending bar and a second-ending bar), ``:|2`` closes it and starts the second
 ending, which ``||``, ``|:`` or the final bar line ends. ``||`` only outside an explicit repeat.
 
-A repeat need not be opened: ``:|`` (and ``::``, ``|1``) with no ``|:`` before repeats from the start of
+A repeat need not be opened: ``:|`` (and ``|1``) with no ``|:`` before repeats from the start of
 the tune or from the last section bar line (``||``, ``:|``) -- legal ABC that abc2midi and our checker
 read, and how most of O'Neill's and Ryan's tunes write their parts (``... :| ... :|``). Refusing it made a
 model trained on such tunes unable to write any repeat (it rarely opens with ``|:``). After a ``:|``,
-though, abc2midi counts ``|1`` or ``::`` without a ``|:`` as an error ("found [1 or like before |:"), so
+though, abc2midi counts ``|1`` without a ``|:`` as an error ("found [1 or like before |:"), so
 there only another ``:|`` repeats implicitly (``RC``) until a ``|:`` (a ``||`` is not enough for abc2midi
-there, though it is after a second ending). A tune with a pickup
+there, though it is after a second ending). ``::`` needs an open ``|:`` (abc2midi: "found :: before |:"
+once any repeat came before). A tune with a pickup
 opens its repeats with ``|:`` (abc2midi plays an implicit repeat from the start of the tune, pickup bar
 included, and warns that the bar is short). At the last bar of
 ``num_bars`` the bar line is ``|]`` or ``:|``. ``open_repeat``: the body continues a melody prompt that
@@ -36,7 +37,7 @@ class RepeatRule(Rule):
 
     def bind(self, g) -> None:  # noqa: ANN001 -- Grammar (import cycle)
         super().bind(g)
-        # the states in which a ':|' may close a repeat, and '::'/'|1' may come, without a '|:' before
+        # the states in which a ':|' may close a repeat, and a '|1' may come, without a '|:' before
         self.closing = (R0, R1, RC) if not g.pickup_steps else (R1,)
         self.implicit = _IMPLICIT if not g.pickup_steps else (R1,)
 
@@ -72,7 +73,7 @@ class RepeatRule(Rule):
             return PASS if rep != E1 or room_for_endings else REFUSE
         if kind == "||" and rep in _OUTSIDE:
             ns.repeat = RC if rep == RC else R0  # abc2midi still wants a '|:' after a ':|' and a '||'
-        elif (kind == "|:" and rep in _OUTSIDE) or (kind == "::" and rep in self.implicit):  # '::' closes, opens
+        elif (kind == "|:" and rep in _OUTSIDE) or (kind == "::" and rep == R1):  # '::' closes and reopens
             ns.repeat = R1
         elif kind == ":|" and rep in self.closing:
             ns.repeat = RC
