@@ -212,6 +212,8 @@ def test_pickup_and_form(tok) -> None:
 def test_no_bars_requested_ends_with_a_final_bar(tok) -> None:
     c = make(tok, num_bars=None)
     c.feed(ids(tok, "|:A8"))
+    assert texts(tok, c) & {":|", "|", "|]"} == {"|"}  # a part closes after a whole phrase (4 bars)
+    c.feed(ids(tok, "|G8|F8|E8"))
     assert {":|", "|"} <= texts(tok, c) and "|]" not in texts(tok, c)
     c.advance(one(tok, ":|"))
     assert "<|endoftext|>" in texts(tok, c)  # may end after the repeat closes, or go on

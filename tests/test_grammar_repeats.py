@@ -33,23 +33,29 @@ def test_a_repeat_may_open_the_body_but_not_a_pickup() -> None:
     assert _ask(pickup, s, "::")[0] == REFUSE
 
 
+ALL = ("|", "||", "|:", "::", ":|", "|1", ":|2", "|]")
+
+
 def test_bar_lines_by_repeat_state() -> None:
-    g = constraint(num_bars=8).grammar
-    outside = full_bar(g, 0, R0)  # no '|:' yet: ':|' and '|1' repeat from the start ('::' needs a '|:')
-    assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2", "|]") if _ask(g, outside, t)[0] != REFUSE} == \
-        {"|", "||", "|:", ":|", "|1", "|]"}  # '|]' passes here; the end rule offers it only at the last bar
-    closed = full_bar(g, 0, RC)  # after a ':|': abc2midi wants a '|:' before '|1' or '::'
-    assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2", "|]") if _ask(g, closed, t)[0] != REFUSE} == \
-        {"|", "||", "|:", ":|", "|]"}
-    assert _ask(g, outside, ":|")[1].repeat == RC
+    g = constraint(num_bars=12).grammar
+
+    def allowed(bars_done: int, repeat: str) -> set[str]:
+        return {t for t in ALL if _ask(g, full_bar(g, bars_done, repeat), t)[0] != REFUSE}
+
+    # after bar 4 (a phrase end), no '|:' yet: ':|' repeats from the start ('::' needs a '|:'); '|]' passes
+    # here, the end rule offers it only at the last bar
+    assert allowed(3, R0) == {"|", "||", "|:", ":|", "|]"}
+    assert allowed(2, R0) == {"|", "|1", "|]"}  # after bar 3: a first ending may start (bar 4 ends the phrase)
+    assert allowed(0, R0) == allowed(1, R0) == {"|", "|]"}  # mid-phrase: no part ends, no repeat opens
+    assert allowed(3, RC) == {"|", "||", "|:", ":|", "|]"}  # after a ':|': abc2midi wants a '|:' before '|1', '::'
+    assert allowed(2, RC) == {"|", "|]"}
+    assert _ask(g, full_bar(g, 3, R0), ":|")[1].repeat == RC
     pickup = constraint(num_bars=8, pickup=F(1, 8)).grammar  # with a pickup: only explicit repeats
-    after_pickup = full_bar(pickup, 0, R0)
+    after_pickup = full_bar(pickup, 3, R0)
     after_pickup.in_pickup = False
     assert {t for t in ("|", "::", ":|", "|1") if _ask(pickup, after_pickup, t)[0] != REFUSE} == {"|"}
-    inside = full_bar(g, 0, R1)
-    assert {t for t in ("|", "||", "|:", "::", ":|", "|1", ":|2") if _ask(g, inside, t)[0] != REFUSE} == \
-        {"|", "::", ":|", "|1"}
-    assert _ask(g, inside, ":|")[1].repeat == RC and _ask(g, inside, "|1")[1].repeat == E1
+    assert allowed(3, R1) == {"|", "::", ":|"} and allowed(2, R1) == {"|", "|1"}
+    assert _ask(g, full_bar(g, 3, R1), ":|")[1].repeat == RC and _ask(g, full_bar(g, 2, R1), "|1")[1].repeat == E1
     first = full_bar(g, 0, E1)
     assert _ask(g, first, ":|2")[1].repeat == E2 and _ask(g, first, ":|")[0] == REFUSE
 
@@ -67,7 +73,8 @@ def test_first_ending_costs_a_bar_without_num_bars() -> None:
     g = constraint(num_bars=None).grammar
     rule = next(r for r in g.rules if r.name == "repeats")
     assert rule.finish_cost(full_bar(g, 0, E1)) == g.full_cost + 1
-    assert rule.finish_cost(full_bar(g, 0, R1)) == 0
+    assert rule.finish_cost(full_bar(g, 3, R1)) == 0  # bar 4 ends a phrase: the repeat may close there
+    assert rule.finish_cost(full_bar(g, 0, R1)) == 3 * (g.full_cost + 1)  # bars 2-4 first
 
 
 def test_open_repeat_from_a_melody_prompt_must_be_closed() -> None:
