@@ -75,8 +75,33 @@ _fraction = _bounded_float(lambda v: 0 <= v < 1, "at least 0 and below 1, e.g. 0
 _positive_float = _bounded_float(lambda v: 0 < v < float("inf"), "a finite number above 0", "give one above 0")
 _top_p = _bounded_float(lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95",
                         "give a probability in (0, 1], e.g. 0.95")
+_theory_prior = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 1",
+                               "give one of 0 or more, e.g. 1 (0 = off)")
 _guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 2",
                                  "give one of 0 or more, e.g. 2 (1 = no guidance)")
+
+
+def _data_profiles(args: argparse.Namespace) -> int:
+    from abcgen.corpus.build import load_corpus
+    from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
+    from abcgen.model_profiles import PROFILES_FILE, write_model_profiles
+
+    if not args.model.is_dir():
+        raise ConfigError(f"--model {str(args.model)!r} is not a folder: give the model folder (train/finetune.py's "
+                          "final/)")
+    target = args.model / PROFILES_FILE
+    if target.exists() and not args.overwrite:
+        raise ConfigError(f"{target} exists: add --overwrite to replace it")
+    corpus = load_corpus(args.data)
+    if "train" not in corpus:
+        raise ConfigError(f"--data {str(args.data)!r} has no train split: give the corpus the model was trained on")
+    train = corpus["train"]
+    modes = mode_profiles(train["abc"])
+    rhythms = rhythm_profiles(zip(train["abc"], train["rhythm"], strict=True)) if "rhythm" in train.column_names else {}
+    write_model_profiles(args.model, modes, rhythms, corpus=str(args.data))
+    print(f"theory profiles of {len(modes)} modes ({sum(e['tunes'] for e in modes.values())} tunes) and "
+          f"{len(rhythms)} rhythms written to {target}")
+    return 0
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -153,6 +178,10 @@ def _generate(args: argparse.Namespace) -> int:
         if args.guidance_scale != 1:  # refused, not ignored, as run_generate_command refuses what a GAN cannot do
             raise ConfigError(f"{args.model} is a MusicGAN, which has no control tokens to guide: leave out "
                               f"--guidance-scale {args.guidance_scale:g}")
+        for flag, value in (("--theory-prior", args.theory_prior), ("--rhythm-prior", args.rhythm_prior),
+                            ("--title", args.title), ("--endings", args.endings)):
+            if value:
+                raise ConfigError(f"{args.model} is a MusicGAN, which samples no ABC tokens: leave out {flag}")
 
         return run_generate_command(args)
     import torch
@@ -169,7 +198,8 @@ def _generate(args: argparse.Namespace) -> int:
         **{k: v for k, v in conditions.items() if v is not None}, num_return_sequences=args.num,
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
         constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
-        cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale)
+        cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale,
+        theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior, title=args.title, endings=args.endings)
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -222,11 +252,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     generation = GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
                                     temperature=args.temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
-                                    max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale)
-    generation.check()  # the pipeline's own checks of --grammar and --guidance-scale, before any work
-    if args.abc and (args.grammar is not None or generation.guided):
-        raise ConfigError("--grammar and --guidance-scale shape what --model generates; with --abc nothing is "
-                          "generated: leave them out")
+                                    max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale,
+                                    theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior)
+    generation.check()  # the pipeline's own checks of the decoding options, before any work
+    if args.abc and (args.grammar is not None or generation.guided or generation.theory_prior
+                     or generation.rhythm_prior):
+        raise ConfigError("--grammar, --guidance-scale, --theory-prior and --rhythm-prior shape what --model "
+                          "generates; with --abc nothing is generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
         split=args.split, num_real=args.num_real, perplexity_tunes=args.perplexity_tunes,
@@ -324,6 +356,13 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
                        help="rarer condition values become 'other'")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_data_build)
+    profiles = data.add_parser("profiles", help="write a model folder's theory_profiles.json (the theory prior's "
+                               "pitch-class profile per mode and note lengths per rhythm) from the train split of "
+                               "the corpus it was trained on")
+    profiles.add_argument("--data", type=Path, required=True, help="corpus folder (abcgen data build)")
+    profiles.add_argument("--model", type=Path, required=True, help="model folder to write theory_profiles.json into")
+    profiles.add_argument("--overwrite", action="store_true", help="replace an existing theory_profiles.json")
+    profiles.set_defaults(func=_data_profiles)
 
 
 def _add_tokenizer_commands(commands: argparse._SubParsersAction) -> None:
@@ -385,6 +424,16 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
                      "conditions: 1 = off (the model as trained), above 1 (e.g. 2) follows them more strongly, 0 "
                      "ignores them; each step runs twice the rows (benchmarks/guidance.py); one voice, not for "
                      "MusicVAE or MusicGAN folders")
+    gen.add_argument("--theory-prior", type=_theory_prior, default=None, help="weigh every note by the training "
+                     "corpus's pitch profile of the requested mode (theory_profiles.json): 0 = off, 1 = the profile "
+                     "as it is (the default where the model has the file), 2 = twice as sharp; a grammar rule, not "
+                     "with --unconstrained")
+    gen.add_argument("--rhythm-prior", type=_theory_prior, default=0.0, help="weigh every note by how often the "
+                     "training corpus's tunes of the requested --rhythm write its length: 0 = off, 1 = as the corpus")
+    gen.add_argument("--title", default=None, help="the T: of the tunes (default: e.g. 'Jig in D major')")
+    gen.add_argument("--endings", action=argparse.BooleanOptionalAction, default=None, help="with --form: "
+                     "repeated parts end with first and second endings (default: as often as the model's corpus "
+                     "writes them)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--unconstrained", action="store_true", help="switch constrained decoding off")
     gen.add_argument("--grammar", default="idiom", help="idiom (default): the folk idiom of the model's corpus "
@@ -435,6 +484,11 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
                     "default grammar)")
     ev.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance on the conditions: "
                     "1 = off, above 1 (e.g. 2) follows them more strongly; multi-voice rows are asked for one voice")
+    ev.add_argument("--theory-prior", type=float, default=None, help="weigh every note by the training corpus's "
+                    "pitch profile of the requested mode: 0 = off, 1 = the profile as it is (default: the pipeline's, "
+                    "1 where the model has theory_profiles.json)")
+    ev.add_argument("--rhythm-prior", type=float, default=0.0, help="weigh every note by how often the training "
+                    "corpus's tunes of the requested rhythm write its length: 0 = off, 1 = as the corpus")
     ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
                     help="held-out tunes for perplexity; 0 = skip")
     ev.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")

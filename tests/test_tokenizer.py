@@ -244,6 +244,9 @@ def test_embedding_rows_start_from_base_means(base, spec: UnitSpec, tied: bool) 
 def test_count_stats() -> None:
     stats = count_stats(list(range(1, 11)))
     assert (stats.mean, stats.median, stats.p90, stats.total) == (5.5, 5.5, 9.0, 55)
+    assert (stats.p98, stats.max) == (10.0, 10)
+    many = count_stats(list(range(1, 101)))
+    assert (many.p90, many.p98, many.max) == (90.0, 98.0, 100)
 
 
 def test_compare_tokenizers(music, base, tunes: list[str]) -> None:

@@ -169,8 +169,7 @@ def test_a_bad_share_is_a_one_line_config_error(value: str) -> None:
 def test_default_off_and_on_in_the_lora_configs(capsys: pytest.CaptureFixture[str]) -> None:
     base = load_config(ROOT / "train/configs/quickstart-base.yaml")
     assert base.data.unconditional_dropout == 0.0  # existing configs: behaviour unchanged
-    assert load_config(ROOT / "train/configs/quickstart-lora.yaml").data.unconditional_dropout == 0.0  # measured so
-    for name in ("qwen2.5-0.5b-lora.yaml", "llama-3.2-1b-lora.yaml"):
+    for name in ("quickstart-lora.yaml", "qwen2.5-0.5b-lora.yaml", "llama-3.2-1b-lora.yaml"):
         text = (ROOT / "train/configs" / name).read_text()
         assert load_config(ROOT / "train/configs" / name).data.unconditional_dropout == 0.1, name
         assert "unconditional_dropout: 0.1 " in text and "guidance" in text.split("unconditional_dropout:")[1].split("\n")[0]

@@ -20,7 +20,12 @@ from abcgen.controls import DRAW_CAPPED, DRAW_HEADER, DRAW_LABEL, OTHER, Control
 from abcgen.controls import conditions as registered_conditions
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.evaluation.idiom import bars_without_pickups
-from abcgen.generation.arguments import DEFAULT_GRAMMAR, check_grammar_options, check_guidance_scale
+from abcgen.generation.arguments import (
+    DEFAULT_GRAMMAR,
+    check_grammar_options,
+    check_guidance_scale,
+    check_theory_prior,
+)
 from abcgen.grammar.rules.forced import played_bars
 from abcgen.notation.checks import check_tune
 from abcgen.notation.tune import parse_tune
@@ -51,6 +56,9 @@ class GenerationSettings:
     voices_from_data: bool = True  # multi-voice rows ask for as many voices (up to 4; 1 under guidance)
     grammar: str | None = None  # "legacy" | "idiom" (abcgen.generation.arguments); None = the pipeline's default
     guidance_scale: float = 1.0  # classifier-free guidance (abcgen.generation.guidance); 1 = off
+    theory_prior: float | None = None  # pitch prior of the requested mode (abcgen.grammar.tonality); 0 = off, None =
+    # the pipeline's default (1 for a model with theory_profiles.json; evaluate_model records the value used)
+    rhythm_prior: float = 0.0  # strength of the note-length prior of the requested rhythm; 0 = off
 
     def check(self) -> None:
         """``grammar`` and ``guidance_scale`` by the pipeline's own checks (one ``ConfigError`` line), so a bad
@@ -58,6 +66,13 @@ class GenerationSettings:
         if self.grammar is not None:
             check_grammar_options(self.grammar, None, None)
         check_guidance_scale(self.guidance_scale)
+        for name in ("theory_prior", "rhythm_prior"):
+            if getattr(self, name) is None:
+                continue
+            value = check_theory_prior(getattr(self, name), name)
+            if value and not self.constrained:
+                raise ConfigError(f"{name}={value:g} is a rule of the grammar: it needs constrained decoding (leave "
+                                  f"out --unconstrained, or --{name.replace('_', '-')})")
 
     @property
     def guided(self) -> bool:
@@ -67,13 +82,16 @@ class GenerationSettings:
         return {"num_samples": self.num_samples, "seeds": list(self.seeds), "temperature": self.temperature,
                 "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "constrained": self.constrained,
                 "max_bars": self.max_bars, "voices_from_data": self.voices_from_data,
-                "grammar": self.grammar or DEFAULT_GRAMMAR, "guidance_scale": float(self.guidance_scale)}
+                "grammar": self.grammar or DEFAULT_GRAMMAR, "guidance_scale": float(self.guidance_scale),
+                "theory_prior": None if self.theory_prior is None else float(self.theory_prior),
+                "rhythm_prior": float(self.rhythm_prior)}
 
     def pipeline_options(self) -> dict[str, Any]:
         """The pipeline arguments these settings fix for every call (the conditions and seed vary)."""
         grammar = {"grammar": self.grammar} if self.grammar is not None else {}  # None: the pipeline decides
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
-                "constrained": self.constrained, "guidance_scale": self.guidance_scale, **grammar}
+                "constrained": self.constrained, "guidance_scale": self.guidance_scale,
+                "theory_prior": self.theory_prior, "rhythm_prior": self.rhythm_prior, **grammar}
 
 
 @dataclass

@@ -12,17 +12,34 @@ profile; the best of the 24 is the key. Two profiles:
 Estimation only says major or minor. Adherence therefore compares a requested modal key by its quality:
 dorian, phrygian, aeolian and locrian are minor-like, ionian, lydian and mixolydian major-like (so
 ``A dorian`` is matched exactly by an estimated A minor), and at the signature level by its key signature.
+
+Modes (``estimate_mode``, ``mode_adherence``) are estimated with the *training corpus's own* pitch
+profiles per mode (``abcgen.grammar.tonality.mode_profiles``: the duration-weighted share of each semitone
+above the tonic, averaged over the corpus's tunes of that mode; a rare mode borrows the pooled major or
+minor profile laid on its scale, ``profile_for``). The candidates are the modes the corpus has at least
+``MIN_MODE_TUNES`` tunes of, and the requested one, each rotated to the 12 tonics; the best is the one
+under which the tune's notes are most likely (the theory prior's own view of a mode: log-probability per
+note), not the best Pearson correlation, which weighs the tonic's and the fifth's shares and barely the
+one note that tells two modes apart. A dorian and an aeolian tune on A differ in one pitch class (F#
+against F): that note's share is what the estimate has to go on, and a dorian tune that never plays its
+sixth is told apart only by how its other notes sit in each mode's profile. On O'Neill's, Ryan's and
+Aird's (2/3 of the tunes for the profiles, 1,362 held out, each against its own K:) the mode on the
+tune's tonic is right for 96.9 % of major, 83.0 % of minor, 81.1 % of mixolydian and 72.2 % of dorian
+tunes (Pearson: 96.9, 76.5, 59.5, 69.4 %).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
+from abcgen.corpus.labels import normalise_label, tempo_bpm, tempo_label
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.evaluation.idiom import bars_without_pickups
 from abcgen.grammar.rules.forced import written_bars
+from abcgen.grammar.tonality import MIN_MODE_TUNES, PROBABILITY_FLOOR, canonical_mode, profile_for
 from abcgen.notation import events as ev
 from abcgen.notation.keys import NO_KEY, Key, key_for
 from abcgen.notation.piece import Piece
@@ -30,13 +47,18 @@ from abcgen.notation.structure import derive_form
 
 __all__ = [
     "KEY_PROFILES",
+    "MODE_METHODS",
     "bars_adherence",
     "estimate_key",
+    "estimate_mode",
     "form_adherence",
     "key_adherence",
     "meter_adherence",
+    "mode_adherence",
     "mode_quality",
     "pitch_class_durations",
+    "tempo_adherence",
+    "tempo_class",
 ]
 
 # (major, minor) weights, index 0 = the tonic, then every semitone above it.
@@ -116,6 +138,119 @@ def key_adherence(piece: Piece, requested: Key, profile: str = "krumhansl") -> d
         # Sharps count fifths: F# major (6) and Gb major (-6) are 12 fifths apart and sound the same.
         "signature": (estimated.sharps - requested.sharps) % 12 == 0,
     }
+
+
+# ---------------------------------------------------------------- modes, from the corpus's own profiles (F1)
+
+MODE_METHODS = ("likelihood", "pearson")
+
+
+def _mode_candidates(profiles: Mapping[str, Mapping[str, object]], also: str | None = None) -> dict[str, np.ndarray]:
+    """mode -> (12,) profile relative to the tonic, for every mode of ``MODE_SCALES`` the corpus has at least
+    ``MIN_MODE_TUNES`` tunes of (``profiles`` from ``mode_profiles``), plus ``also`` (the requested mode) with
+    ``profile_for``'s profile, borrowed if the mode is rare; a mode whose quality the corpus lacks
+    (``profile_for`` raises) is no candidate.
+
+    Why not every mode the corpus has: a rare mode's borrowed profile is the pooled major (or minor) profile
+    with one note moved, and neither score knows how rare the mode is. On O'Neill's, Ryan's and Aird's
+    (2,703 training tunes with a mode, 5 of them lydian) a lydian candidate took 43 of 1,132 held-out major
+    tunes; a mode is only a candidate unasked when the corpus has enough tunes for a profile of its own."""
+    common = [mode for mode, entry in profiles.items()
+              if int(entry["tunes"]) >= MIN_MODE_TUNES]  # type: ignore[call-overload]
+    candidates: dict[str, np.ndarray] = {}
+    for mode in [*common, *([also] if also else [])]:
+        try:
+            name = canonical_mode(mode)
+            candidates.setdefault(name, np.asarray(profile_for(profiles, name), dtype=np.float64))
+        except ConfigError:
+            continue
+    return candidates
+
+
+def _mode_scores(piece: Piece, candidates: Mapping[str, np.ndarray],
+                 method: str) -> tuple[list[str], np.ndarray] | None:
+    """(modes, (len(modes), 12) score of the piece under each mode's profile with its tonic on pitch class
+    0..11; higher is better). None for a piece without notes or with every pitch class equally long (no
+    tonic is preferred), or without candidates.
+
+    ``likelihood``: the mean log-probability of the piece's sounding time under the profile (minus the
+    cross-entropy, nats), the profile floored at ``PROBABILITY_FLOOR`` as the theory prior floors it: a
+    note outside the mode's scale costs what it costs the prior (F# in A minor, ~log 0.01). ``pearson``:
+    the correlation of the histogram with the profile, as Krumhansl-Schmuckler; dominated by the large
+    shares (tonic, fifth), so a corpus's tonic emphasis outweighs the one note that tells two modes apart."""
+    if method not in MODE_METHODS:
+        raise ConfigError(f"unknown mode estimate {method!r}; choose one of {', '.join(MODE_METHODS)}")
+    histogram = pitch_class_durations(piece)
+    if histogram.std() == 0 or not candidates:
+        return None
+    modes = list(candidates)
+    # row [m, t]: profile of mode m with its tonic on pitch class t (np.roll moves index 0, the tonic, to t)
+    table = np.array([[np.roll(candidates[m], t) for t in range(12)] for m in modes])  # (modes, 12, 12)
+    if method == "likelihood":
+        floored = np.maximum(table / table.sum(axis=2, keepdims=True), PROBABILITY_FLOOR)
+        log_p = np.log(floored / floored.sum(axis=2, keepdims=True))
+        return modes, log_p @ (histogram / histogram.sum())
+    spread = table.std(axis=2, keepdims=True)
+    spread[spread == 0] = 1.0  # a flat profile correlates with nothing (r = 0)
+    table = (table - table.mean(axis=2, keepdims=True)) / spread
+    return modes, table @ ((histogram - histogram.mean()) / histogram.std()) / 12
+
+
+def estimate_mode(piece: Piece, profiles: Mapping[str, Mapping[str, object]], *, tonic: int | None = None,
+                  also: str | None = None, method: str = "likelihood") -> tuple[int, str] | None:
+    """(tonic pitch class, mode) whose corpus profile, rotated to that tonic, fits the piece's duration-weighted
+    pitch-class histogram best (``_mode_scores``); the candidates are the modes the corpus has enough tunes
+    of, and ``also`` (``_mode_candidates``). With ``tonic`` only that tonic is tried (which mode *on the
+    requested tonic*). None for a piece without notes, a flat histogram, or no candidate. Raises
+    ``ConfigError`` for an unknown ``method``."""
+    scored = _mode_scores(piece, _mode_candidates(profiles, also), method)
+    if scored is None:
+        return None
+    modes, score = scored
+    if tonic is not None:
+        return tonic % 12, modes[int(np.argmax(score[:, tonic % 12]))]
+    m, t = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(t), modes[int(m)]
+
+
+def mode_adherence(piece: Piece, requested: Key, profiles: Mapping[str, Mapping[str, object]],
+                   method: str = "likelihood") -> dict[str, bool]:
+    """F1 by mode, with the training corpus's own mode profiles (``profiles`` = ``mode_profiles(train texts)``).
+
+    ``exact``: the best (tonic, mode) over every candidate mode and tonic is the requested one. ``mode``: on
+    the requested tonic, the best candidate mode is the requested mode (``A dorian`` asked, the notes fit
+    the corpus's A dorian better than its A minor or A major). Both False for a piece without notes. Raises
+    ``ConfigError`` for a requested key without a tonic (``K:none``) or an unknown ``method``."""
+    if not requested.tonic:
+        raise ConfigError(f"key {requested.label!r} has no tonic to estimate a mode on; request e.g. 'A dorian'")
+    wanted = canonical_mode(requested.mode)
+    tonic = requested.tonic_semitone()
+    scored = _mode_scores(piece, _mode_candidates(profiles, wanted), method)
+    if scored is None:
+        return {"exact": False, "mode": False}
+    modes, score = scored
+    m, t = np.unravel_index(int(np.argmax(score)), score.shape)
+    return {"exact": int(t) == tonic and modes[int(m)] == wanted,
+            "mode": modes[int(np.argmax(score[:, tonic]))] == wanted}
+
+
+# ---------------------------------------------------------------- tempo
+
+def tempo_class(piece: Piece) -> str:
+    """The tempo label of a piece's header as the corpus labeller gives it (``corpus.labels.tempo_label``:
+    ``slow``/``moderate``/``fast`` from ``Q:``'s beats a minute, else from tempo words in it); "" without
+    one. The header is the normalised one (``read_piece``), which has no ``N:``, as the corpus builder
+    labels normalised tunes: ``N:"Slow"`` gives a corpus row no tempo, and gives none here."""
+    if piece.tune is None:
+        return ""
+    return tempo_label(tempo_bpm(piece.tune.get("Q")), piece.tune.get_all("N") + piece.tune.get_all("Q"))
+
+
+def tempo_adherence(piece: Piece, requested_tempo: str) -> bool:
+    """The tempo class of the piece's header (``tempo_class``) is the requested one (spelt as the corpus
+    spells it). A tune without ``Q:`` has none and misses."""
+    label = tempo_class(piece)
+    return bool(label) and label == normalise_label("tempo", requested_tempo)
 
 
 # ---------------------------------------------------------------- meter, bars and form (F2, F3)

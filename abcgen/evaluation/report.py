@@ -168,8 +168,10 @@ def evaluate_texts(inputs: EvaluationInputs, *, n_resamples: int = 1000, seed: i
     train_pieces = read_pieces(list(inputs.train), [f"train #{i}" for i in range(len(inputs.train))])
     similarities = _novelty_rows(scoring, train_pieces)
     _adherence_rows(scoring, inputs, train_pieces, style_labels)
+    rows = [row.as_dict() for row in scoring.rows]
     return {
-        "metrics": [row.as_dict() for row in scoring.rows],
+        "metrics": rows,
+        "adherence": adherence_summary(rows, inputs.requests),
         "counts": {"generated": len(gen), "real": len(real), "train": len(inputs.train),
                    "generated_unreadable": sum(not p.readable for p in gen),
                    "real_unreadable": sum(not p.readable for p in real),
@@ -357,6 +359,8 @@ def _adherence_rows(s: _Scoring, inputs: EvaluationInputs, train_pieces: list[Pi
                       + (" at key-signature level" if level == "signature" else " (tonic and mode)") +
                       "; real: equals the tune's own K:",
                       [100.0 * k[level] if k else math.nan for k in gen_key], real_values, True)
+    if requests is not None and inputs.train:
+        _mode_rows(s, requests, inputs.train)
     if requests is not None:
         s.add("meter_adherence", "F2", "%", "M: is the requested meter and every bar fits it",
               [100.0 * keys.meter_adherence(p, str(r["meter"])) if r.get("meter") else math.nan
@@ -369,7 +373,113 @@ def _adherence_rows(s: _Scoring, inputs: EvaluationInputs, train_pieces: list[Pi
             s.add("form_adherence", "F3", "%", "the form derived from the tune equals the requested form",
                   [100.0 * keys.form_adherence(p, str(r["form"])) if r.get("form") else math.nan
                    for p, r in zip(gen, requests, strict=True)], None, True)
+        if any(r.get("tempo") for r in requests):
+            s.add("tempo_adherence", "F2", "%", "the tempo class of the header's Q: is the requested one; "
+                  "real: the tune's own tempo label",
+                  [100.0 * keys.tempo_adherence(p, str(r["tempo"])) if r.get("tempo") else math.nan
+                   for p, r in zip(gen, requests, strict=True)], _real_tempo(real, inputs.real_labels), True)
         s.rows += _style_rows(gen, real, train_pieces, inputs, requests, style_labels, s.mean_ci, s.seed)
+
+
+def _mode_rows(s: _Scoring, requests: list[Mapping[str, Any]], train: Sequence[str]) -> None:
+    """F1 by mode (``keys.mode_adherence``) with the pitch profile of each mode in the training tunes
+    (``grammar.tonality.mode_profiles``, computed here once: it reads the training texts again, ~3 ms a
+    tune). Real tunes against their own K: are the ceiling; a tune or request without a tonic (K:none) is
+    left out of the share (NaN), a generated tune without notes counts as a miss."""
+    from abcgen.evaluation import keys
+    from abcgen.grammar.tonality import MODE_SCALES, mode_profiles
+    from abcgen.notation.keys import Key, parse_key
+
+    profiles = mode_profiles(train)
+    if not profiles:
+        log.info("mode adherence: no training tune has a key with a mode; no mode rows")
+        return
+
+    def modal(key: Key | None) -> Key | None:
+        """The key when it has a tonic and a mode with a scale (not K:none)."""
+        return key if key is not None and key.tonic and key.mode in MODE_SCALES else None
+
+    real_mode = [keys.mode_adherence(p, k, profiles) if (k := modal(p.key)) and p.notes else None for p in s.real]
+    asked = [modal(parse_key(str(r["key"]))) if r.get("key") else None for r in requests]
+    gen_mode = [keys.mode_adherence(p, k, profiles) if k else None for p, k in zip(s.gen, asked, strict=True)]
+    for level, name, what in (
+            ("exact", "mode_adherence_exact", "the best tonic and mode over all tonics"),
+            ("mode", "mode_adherence", "on the requested tonic, the best mode (A dorian, not A minor)")):
+        s.add(name, "F1", "%", f"{what} under which the notes are most likely, by the training tunes' own "
+              "mode profiles, equals the requested key's; real: the tune's own K:",
+              [100.0 * m[level] if m else math.nan for m in gen_mode],
+              [100.0 * m[level] if m else math.nan for m in real_mode], True)
+
+
+def _real_tempo(real: list[Piece], labels: Sequence[Mapping[str, Any]] | None) -> list[float] | None:
+    """The ceiling of tempo adherence: each real tune's header against its own corpus tempo label (NaN where
+    it has none); None without labels."""
+    from abcgen.evaluation import keys
+
+    if not labels or len(labels) != len(real):
+        return None
+    return [100.0 * keys.tempo_adherence(p, str(row["tempo"])) if row.get("tempo") else math.nan
+            for p, row in zip(real, labels, strict=True)]
+
+
+# The report row that scores a condition in the summary, where it is not the registry's ``Condition.adherence``
+# (key: the published Krumhansl-Schmuckler row; mode is no condition of its own but the mode of ``key``). The
+# mode's row is the exact one (tonic and mode from the notes alone): the pipeline writes K:, so any tune
+# without accidentals has the requested mode's scale, and ``mode_adherence`` (the best mode on the requested
+# tonic) is high even for a random model's notes (5 of 6 for the test suite's tiny one) -- a diagnostic of
+# accidentals, in the table, not the summary.
+_SUMMARY_METRIC = {"key": "key_adherence_ks", "mode": "mode_adherence_exact"}
+_SUMMARY_NOTES = {
+    "key": "K: written by the pipeline; measured from the notes (Krumhansl-Schmuckler: tonic, major/minor)",
+    "mode": "the key's tonic and mode from the notes alone: the training tunes' mode profile and tonic under "
+            "which they are most likely",
+    "meter": "M: written by the pipeline; constrained decoding makes every bar fit it",
+    "bars": "counted out by constrained decoding; no ceiling: a real tune's own count is the request",
+    "form": "sections and repeats enforced by constrained decoding, letters measured (a reused letter must "
+            "repeat its music); no ceiling: a real tune's own form is the request",
+    "rhythm": "a classifier trained on the training split; real: its accuracy on held-out tunes",
+    "origin": "a classifier trained on the training split; real: its accuracy on held-out tunes",
+    "tempo": "abcgen's pipeline writes Q: from the requested rhythm (TEMPO_BY_RHYTHM), not from this condition",
+}
+_UNMEASURED = {"unit_length": "L: written by the pipeline; no metric", "composer": "no composer classifier"}
+
+
+def adherence_summary(metrics: Sequence[Mapping[str, Any]],
+                      requests: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Each condition asked in ``requests`` once, in prefix order, with the row of ``metrics`` that scores it
+    (read, not recomputed): ``{"metric", "generated", "real" (the real-data ceiling), "structural", "asked"
+    (tunes that asked for it), "note"}``. ``structural`` is the registry's ``Condition.structural``: the
+    pipeline writes it into the header or constrained decoding enforces it. ``mode`` follows ``key`` when
+    the mode rows exist. A condition no row measures has ``metric`` None. Empty without requests."""
+    from abcgen.controls import CONDITIONS, condition_names
+
+    if not requests:
+        return {}
+    by_name = {m["name"]: m for m in metrics}
+    asked: dict[str, int] = {}
+    for request in requests:
+        for name, value in request.items():
+            if value not in (None, ""):
+                asked[name] = asked.get(name, 0) + 1
+    order = [n for n in condition_names() if n in asked] + sorted(n for n in asked if n not in CONDITIONS)
+    if "key" in asked and _SUMMARY_METRIC["mode"] in by_name:
+        order.insert(order.index("key") + 1, "mode")
+        asked["mode"] = asked["key"]
+    summary: dict[str, dict[str, Any]] = {}
+    for name in order:
+        condition = CONDITIONS.get("key" if name == "mode" else name)
+        metric = _SUMMARY_METRIC.get(name) or (condition.adherence if condition else "") or f"{name}_adherence"
+        row = by_name.get(metric)
+        summary[name] = {
+            "metric": metric if row else None,
+            "generated": (row["generated"] or {}).get("value") if row else None,
+            "real": (row["real"] or {}).get("value") if row and row["real"] else None,
+            "structural": bool(condition and condition.structural),
+            "asked": asked[name],
+            "note": (_SUMMARY_NOTES.get(name) or row["description"]) if row
+            else _UNMEASURED.get(name, "not measured in this run"),
+        }
+    return summary
 
 
 def _bar_error(pieces: list[Piece], stats: Any, n_resamples: int, seed: int) -> dict[str, float]:
@@ -477,6 +587,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
               "real, and real with real (the floor) in the *real* column.", ""]
     idiom = [m for m in report["metrics"] if m["tier"].startswith(IDIOM_TIER)]
     lines += _metric_table([m for m in report["metrics"] if not m["tier"].startswith(IDIOM_TIER)])
+    lines += _adherence_section(report)
     if idiom:
         lines += ["", "## Folk idiom and form", "",
                   "Per tune, the same code on both sides (`abcgen.evaluation.idiom`): G1 idioms used, G2 "
@@ -500,9 +611,37 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _adherence_section(report: Mapping[str, Any]) -> list[str]:
+    """"Adherence per condition": each condition asked once (``report["adherence"]``), its generated value and
+    real-data ceiling with the intervals of the row that measures it; nothing for a report without requests."""
+    summary = report.get("adherence") or {}
+    if not summary:
+        return []
+    rows = {m["name"]: m for m in report["metrics"]}
+    lines = ["", "## Adherence per condition", "",
+             "Every condition the generated tunes were asked for, once, with the row that measures it; the real "
+             "ceiling is the same measure on held-out real tunes against their own labels. *Structural*: the "
+             "pipeline writes it into the header or constrained decoding enforces it, so a model honours it "
+             "without having learnt it.", "",
+             "| condition | measured by | generated | real ceiling | note |", "|---|---|---|---|---|"]
+    for name, entry in summary.items():
+        row = rows.get(entry["metric"] or "")
+        unit = row["unit"] if row else "%"
+        generated = _fmt(row["generated"] if row else None, unit)
+        real = _fmt(row["real"] if row else None, unit)
+        note = ("structural; " if entry["structural"] else "") + str(entry.get("note") or "")
+        lines.append(f"| {name} (asked {entry.get('asked', '?')}) | {entry['metric'] or '–'} | {generated} | "
+                     f"{real} | {note} |")
+    decoding = report.get("decoding") or {}
+    if decoding.get("constrained") is False:
+        lines += ["", "Decoding was unconstrained in this run: of the structural conditions only those written "
+                  "into the header (key, meter, unit length) were given; bars and form were not enforced."]
+    return lines
+
+
 def _grammar_line(decoding: Mapping[str, Any]) -> str:
-    """The header line naming the grammar and the guidance every generated tune was sampled with (reports
-    written before both were recorded say so rather than guess)."""
+    """The header line naming the grammar, the guidance and the theory prior every generated tune was sampled
+    with (reports written before they were recorded say so rather than guess)."""
     grammar, scale = decoding.get("grammar"), decoding.get("guidance_scale")
     grammar_text = {"legacy": "legacy (plain notes and bar lines)",
                     "idiom": "idiom (the folk idiom, beams, the cadence on the tonic, recurring bars)"}.get(
@@ -512,7 +651,14 @@ def _grammar_line(decoding: Mapping[str, Any]) -> str:
     else:
         guidance_text = "off (scale 1)" if float(scale) == 1.0 else f"classifier-free, scale {float(scale):g}"
     constrained = "" if decoding.get("constrained") else " (unused: decoding is unconstrained)"
-    return f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}."
+    pitch, lengths = decoding.get("theory_prior"), decoding.get("rhythm_prior")
+    if pitch is None:
+        prior_text = "not recorded"
+    elif not pitch and not lengths:
+        prior_text = "off"
+    else:
+        prior_text = f"pitch {float(pitch):g}, note lengths {float(lengths or 0):g}"
+    return f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}. Theory prior: {prior_text}."
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

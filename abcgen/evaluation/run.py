@@ -3,9 +3,9 @@
     abcgen evaluate --model runs/quickstart/lora/final --data runs/quickstart/corpus-finetune \\
         --split test --num-samples 100 --seeds 3 --out runs/quickstart/eval
 
-``--grammar legacy|idiom`` and ``--guidance-scale S`` (``GenerationSettings``) choose the pipeline's grammar
-and classifier-free guidance for every generated tune; the report's header and ``decoding`` record both, so
-runs with and without them compare side by side (``benchmarks/eval_grammar_guidance.py``).
+``--grammar legacy|idiom``, ``--guidance-scale S``, ``--theory-prior P`` and ``--rhythm-prior R`` (``GenerationSettings``)
+choose the pipeline's grammar, classifier-free guidance and theory prior for every generated tune; the report's header
+and ``decoding`` record them, so runs with and without compare side by side (``benchmarks/adherence.py``).
 
 Steps: load the corpus and the model's pipeline -> for each seed, draw conditions from the split's
 labels and generate (progress bar) -> draw as many real tunes from the split -> ``evaluate_texts`` (every
@@ -159,6 +159,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     gen_settings = settings.generation
     if not is_gan:  # the model's part of the guidance check (a MusicVAE cannot be guided), before generating
         check_guidance(pipe.model, gen_settings.guidance_scale)
+        if gen_settings.theory_prior is None:  # the pipeline's default for this model, recorded in the report
+            gen_settings.theory_prior = pipe.default_theory_prior(gen_settings.constrained)
 
     generated = _generate_all(pipe, held_out, vocabulary, trained, gen_settings, progress=progress)
     texts, requests = generated.texts, generated.requests
@@ -184,7 +186,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
                  "num_eligible_for_conditions": len(eligible_rows(held_out, vocabulary, trained))},
         # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
-                     "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None}
+                     "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None,
+                     "theory_prior": None, "rhythm_prior": None}
         if is_gan else gen_settings.as_dict(),
         "conditions_skipped": _skipped_conditions(requests),
         **scored,
@@ -203,7 +206,9 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
 def _refuse_token_options_for_gan(model_dir: Path, gen_settings: GenerationSettings) -> None:
     """A MusicGAN samples a latent, not tokens: a grammar or guidance asked for it is refused, not ignored."""
     for flag, value, asked in (("--grammar", gen_settings.grammar, gen_settings.grammar is not None),
-                               ("--guidance-scale", f"{gen_settings.guidance_scale:g}", gen_settings.guided)):
+                               ("--guidance-scale", f"{gen_settings.guidance_scale:g}", gen_settings.guided),
+                               ("--theory-prior", f"{gen_settings.theory_prior or 0:g}", bool(gen_settings.theory_prior)),
+                               ("--rhythm-prior", f"{gen_settings.rhythm_prior:g}", bool(gen_settings.rhythm_prior))):
         if asked:
             raise ConfigError(f"{model_dir} is a MusicGAN, which samples no tokens (no grammar, no control tokens "
                               f"to guide): leave out {flag} {value}")

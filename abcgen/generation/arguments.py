@@ -59,6 +59,21 @@ def check_guidance_scale(value: Any) -> float:
     return float(value)
 
 
+# The theory prior's strength when a call gives none and the model has theory profiles: measured on the quickstart
+# model (benchmarks/results/adherence.json), 1 lifts key adherence from 48 % to 90 % (real tunes: 81 %) with the
+# overlap with real tunes as good as without it; 2 sharpens past the corpus (overlap 0.85, fewer ornaments).
+DEFAULT_THEORY_PRIOR = 1.0
+
+
+def check_theory_prior(value: Any, name: str = "theory_prior") -> float:
+    """``theory_prior`` / ``rhythm_prior``: a finite number >= 0, the strength of the theory prior
+    (``abcgen.grammar.tonality``): 0 = off, 1 = the corpus's profile as it is, 2 = twice as sharp."""
+    what = "pitches; 1 weighs each note by the corpus's profile of the requested mode" if name == "theory_prior" \
+        else "note lengths; 1 weighs each note by how often the requested rhythm writes its length"
+    check_real(name, value, f"a strength of 0 or more, e.g. 1 (0 = off: the model's own {what})", lambda v: v >= 0)
+    return float(value)
+
+
 def check_grammar_options(grammar: Any, cadence: Any, idioms: Any, endings: Any = None) -> dict[str, Any]:
     """The grammar options of a call, checked: ``{"grammar", "cadence", "idioms", "endings"}`` with ``endings``
     True/False or None (first and second endings in a ``form``'s repeated parts as often as the model's
@@ -117,5 +132,5 @@ def read_prompt(path: str | Path) -> str:
     return text
 
 
-__all__ = ["DEFAULT_GRAMMAR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_guidance_scale", "check_int",
-           "check_real", "parse_idioms_option", "read_prompt", "short"]
+__all__ = ["DEFAULT_GRAMMAR", "DEFAULT_THEORY_PRIOR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_guidance_scale", "check_int",
+           "check_real", "check_theory_prior", "parse_idioms_option", "read_prompt", "short"]

@@ -1,6 +1,7 @@
 """The files of a model the pipeline reads besides weights and tokenizer -- from a local folder or a hub
 repository: the control vocabulary, the trained conditions (``abcgen_train_config.yaml``) and the idioms
-of the training corpus (``idioms.json``, for ``grammar="idiom"``)."""
+of the training corpus (``idioms.json``, for ``grammar="idiom"``) and its theory profiles
+(``theory_profiles.json``, for ``theory_prior`` and ``rhythm_prior``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
 from abcgen.controls import ControlVocabulary, condition_names
 from abcgen.errors import ConfigError
 from abcgen.model_idioms import IDIOMS_FILE, read_model_idioms
+from abcgen.model_profiles import PROFILES_FILE, read_model_profiles
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +68,11 @@ def corpus_idioms(name_or_path: str | Path) -> dict[str, float] | None:
     return read_model_idioms(path)
 
 
-__all__ = ["corpus_idioms", "load_control_vocabulary", "trained_conditions"]
+def corpus_profiles(name_or_path: str | Path) -> dict[str, dict] | None:
+    """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes``, ``rhythms``),
+    or None when the model has none (then the theory prior is refused with the command that writes it)."""
+    path = _model_file(name_or_path, PROFILES_FILE)
+    return None if path is None else read_model_profiles(path)
+
+
+__all__ = ["corpus_idioms", "corpus_profiles", "load_control_vocabulary", "trained_conditions"]

@@ -18,7 +18,11 @@ How a call works:
 3. **Decoding** is constrained by default (``abcgen.grammar``): every complete bar has the
    meter's length, repeats are balanced, the tune ends with a final bar line within ``max_new_tokens``.
    ``grammar="idiom"`` adds the folk idiom, beams and a cadence (``abcgen.generation.arguments``; the
-   ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely.
+   ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely. Two controls make the
+   model follow the request more closely: ``guidance_scale`` (classifier-free guidance on the control
+   prefix, ``abcgen.generation.guidance``) and the theory prior (every note weighed by the training
+   corpus's pitch profile of the requested mode, ``theory_prior``, and by its note lengths in the
+   requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
 
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
@@ -49,20 +53,28 @@ from abcgen.controls import conditions as registered_conditions
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.generation.arguments import (
     DEFAULT_GRAMMAR,
+    DEFAULT_THEORY_PRIOR,
     GRAMMARS,
     MAX_SEED,
     check_grammar_options,
     check_int,
     check_real,
+    check_theory_prior,
     read_prompt,
     short,
 )
 from abcgen.generation.frame import check_title, page_header, read_frame
 from abcgen.generation.guidance import check_guidance, guided_generate
-from abcgen.generation.model_files import corpus_idioms, load_control_vocabulary, trained_conditions
+from abcgen.generation.model_files import (
+    corpus_idioms,
+    corpus_profiles,
+    load_control_vocabulary,
+    trained_conditions,
+)
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
 from abcgen.grammar.idioms import MIN_ENDINGS_SHARE
+from abcgen.grammar.tonality import length_bonus, prior_bonus, profile_for, profile_for_rhythm
 from abcgen.model_folder import check_tokenizer_matches
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
@@ -198,6 +210,8 @@ class AbcGenerationPipeline(Pipeline):
         guidance_scale: float = 1.0,
         title: str | None = None,
         endings: bool | None = None,
+        theory_prior: float | None = None,
+        rhythm_prior: float = 0.0,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -206,7 +220,7 @@ class AbcGenerationPipeline(Pipeline):
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
-                                        "cadence, idioms, guidance_scale, title, endings")
+                                        "cadence, idioms, guidance_scale, title, endings, theory_prior, rhythm_prior")
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
@@ -235,6 +249,21 @@ class AbcGenerationPipeline(Pipeline):
             share = (self._shares() or {}).get("endings", 0.0)
             options["endings"] = share >= MIN_ENDINGS_SHARE and random.Random(seed).random() < share
         options["guidance_scale"] = check_guidance(self.model, guidance_scale, voices)  # abcgen.generation.guidance
+        options["theory_prior"] = self.default_theory_prior(constrained) if theory_prior is None \
+            else check_theory_prior(theory_prior)
+        options["rhythm_prior"] = check_theory_prior(rhythm_prior, "rhythm_prior")
+        rhythm = requested.get("rhythm")
+        options["rhythm"] = _label("rhythm", rhythm) if rhythm else None
+        for name in ("theory_prior", "rhythm_prior"):
+            if not options[name]:
+                continue
+            if not constrained:
+                raise ConfigError(f"{name}={options[name]:g} is a rule of the grammar: it needs constrained=True "
+                                  f"(or leave {name} at 0)")
+            if self._profiles() is None:
+                raise ConfigError(f"{name}={options[name]:g}: model {self.model.name_or_path!r} has no "
+                                  "theory_profiles.json; write it with `abcgen data profiles --model FOLDER --data "
+                                  f"CORPUS`, or leave {name} at 0")
         conditions = {name: value for name, value in requested.items() if value not in (None, "")}
         preprocess = {"conditions": conditions, "pickup": pickup, "max_new_tokens": max_new_tokens, "voices": voices,
                       "title": check_title(title), "endings": options["endings"]}
@@ -327,8 +356,9 @@ class AbcGenerationPipeline(Pipeline):
         ``idioms.json``). A later voice (``voices > 1``) follows voice 1's bar template without a cadence:
         it harmonises voice 1's ending rather than ending on the tonic itself."""
         endings = options["endings"] and not later_voice  # a later voice follows voice 1's template
+        priors = self._priors(options, frame["key_text"])
         if options["grammar"] == "legacy":
-            return {"meter": frame["meter"], "rules": GRAMMARS["legacy"], "endings": endings}
+            return {"meter": frame["meter"], "rules": GRAMMARS["legacy"], "endings": endings, **priors}
         idioms = options["idioms"]
         if idioms is None:
             idioms = self._shares()
@@ -338,7 +368,46 @@ class AbcGenerationPipeline(Pipeline):
         return {"meter": frame["meter_text"], "rules": rules, "idioms": idioms, "cadence": options["cadence"],
                 "recurrence": not later_voice,  # phrases and returning sections replay earlier bars
                 "cadence_sections": bool(frame["form"]) and not later_voice,  # each part ends on the tonic too
-                "endings": endings}
+                "endings": endings, **priors}
+
+    def _priors(self, options: dict[str, Any], key_text: str) -> dict[str, Any]:
+        """The theory prior of the call (``abcgen.grammar.tonality``), from the model's ``theory_profiles.json``:
+        ``pitch_prior``, the bonus per semitone above the tonic of the call's key (``theory_prior``), and
+        ``length_prior``, the bonus per written note length of the requested rhythm (``rhythm_prior``; none
+        without a rhythm, or for a rhythm with too few tunes in the corpus, which is logged)."""
+        priors: dict[str, Any] = {}
+        profiles = self._profiles() or {}
+        if options["theory_prior"]:
+            from abcgen.notation.keys import parse_key
+
+            mode = parse_key(key_text).mode
+            priors["pitch_prior"] = prior_bonus(profile_for(profiles.get("modes", {}), mode), options["theory_prior"])
+        if options["rhythm_prior"] and options["rhythm"]:
+            lengths = profile_for_rhythm(profiles.get("rhythms", {}), options["rhythm"])
+            if lengths is None:
+                log.info("rhythm_prior: the model's corpus has too few %r tunes for a length profile; not applied",
+                         options["rhythm"])
+            else:
+                priors["length_prior"] = length_bonus(lengths, options["rhythm_prior"])
+        return priors
+
+    def default_theory_prior(self, constrained: bool = True) -> float:
+        """The theory prior a call gets without ``theory_prior``: ``DEFAULT_THEORY_PRIOR`` for constrained decoding
+        of a model with ``theory_profiles.json``, else 0 (an older folder, a hub model published without it)."""
+        if not constrained:
+            return 0.0
+        if self._profiles() is None:
+            log.info("model %s has no theory_profiles.json: no theory prior (`abcgen data profiles` writes it)",
+                     self.model.name_or_path)
+            return 0.0
+        return DEFAULT_THEORY_PRIOR
+
+    def _profiles(self) -> dict[str, Any] | None:
+        """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes`` and
+        ``rhythms``), read once."""
+        if not hasattr(self, "_mode_profiles"):
+            self._mode_profiles = corpus_profiles(self.model.name_or_path)
+        return self._mode_profiles
 
     def _shares(self) -> dict[str, float] | None:
         """The idiom and structure shares of the model's training corpus (``idioms.json``), read once."""

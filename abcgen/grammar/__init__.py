@@ -38,8 +38,10 @@ rules (``broken``, ``tuplets``, ``ties``, ``grace``, ``decorations``, ``slurs``,
 ``recurrence.py`` (``AbcConstraint(recurrence=True)``, on in the pipeline's idiom grammar) replays earlier
 bars where phrases answer (bars 5-6 of a part repeat 1-2) and sections return (``ABAC``).
 ``DEFAULT_RULES`` has them all; ``LEGACY_RULES`` is the grammar before the idioms. ``idioms_in_corpus``
-measures which idioms a training corpus uses, and ``AbcConstraint(idioms=...)`` keeps those. Their
-module docstrings give the exact grammar; ``timing.py`` the beats and the fill tables.
+measures which idioms a training corpus uses, and ``AbcConstraint(idioms=...)`` keeps those. The theory
+prior (``tonality.py``: a corpus's pitch profile per mode and note lengths per rhythm) is the weighted rule
+``prior`` (``AbcConstraint(pitch_prior=..., length_prior=...)``). Their module docstrings give the exact
+grammar; ``timing.py`` the beats and the fill tables.
 
 **The rule interface** (``rules/base.py``). A ``Rule`` is bound once to the settings (``bind``: check
 them, precompute tables), writes its fields of the start ``State`` (``start``), and for a state ``s``
@@ -57,7 +59,8 @@ tokens, write a ``Rule`` subclass in ``rules/`` (its state fields in ``State`` a
 ``AbcConstraint(rules=...)``), and give it a ``tests/test_grammar_<rule>.py``; the random-walk tests
 (``tests/test_grammar_walks.py``: our checker and abc2midi) and the cached-vs-fresh mask test must still
 pass with it on. **Weighted rules** (``Rule.weight``) add a logit bonus instead of masking
-(``AbcConstraint.bonus``; ``AbcLogitsProcessor`` adds it).
+(``AbcConstraint.bonus``; ``AbcLogitsProcessor`` adds it to the notes and keeps their total probability,
+``processor.weigh``: a weighted rule decides which note, not whether a note comes).
 
 **Errors** (``errors.py``): settings the grammar refuses raise ``GrammarConfigError`` subclasses (all
 ``ConfigError``s): ``BudgetTooSmallError`` (with ``budget`` and ``needed``), ``FormError``,

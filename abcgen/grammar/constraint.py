@@ -80,6 +80,8 @@ class Settings:
     cadence_sections: bool = False  # also the last note of each form section
     cadence_weight: float = 4.0  # the bonus of a cadence note in "weighted" mode
     endings: bool = False  # form: repeated sections end with first and second endings
+    pitch_prior: tuple[float, ...] | None = None  # theory prior: a note's bonus per semitone above the tonic
+    length_prior: tuple[tuple[Fraction, float], ...] | None = None  # and per written length (whole notes)
 
 
 def rule_names(rules: Iterable[str] | None, form: str | None, bar_lines: Sequence[str] | None,
@@ -354,7 +356,10 @@ class AbcConstraint:
     the last note of each ``form`` section; ``recurrence``: replay earlier bars where phrases and
     returning sections repeat them (``abcgen.grammar.recurrence``; ``variation``: a returning section gets a
     new cadence); ``endings``: with a ``form``, repeated sections end with first and second endings (one
-    bar each; ``num_bars`` counts both). Raises a ``GrammarConfigError`` (a ``ConfigError``)
+    bar each; ``num_bars`` counts both); ``pitch_prior``: the theory prior, 12 logit bonuses per
+    semitone above the key's tonic added to every note (``abcgen.grammar.tonality.prior_bonus``; the
+    ``prior`` rule: nothing is masked); ``length_prior``: the same per written note length
+    (``length_bonus``: (length in whole notes, bonus) pairs, the last at length 0 for any other). Raises a ``GrammarConfigError`` (a ``ConfigError``)
     when the settings contradict each other, ``BudgetTooSmallError`` when the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -383,6 +388,8 @@ class AbcConstraint:
         recurrence: bool = False,
         variation: bool = True,
         endings: bool = False,
+        pitch_prior: Sequence[float] | None = None,
+        length_prior: Sequence[tuple[Fraction, float]] | None = None,
     ) -> None:
         meter_text = meter if isinstance(meter, str) else None
         meter = read_meter(meter)
@@ -396,12 +403,19 @@ class AbcConstraint:
             idioms = idioms_from_shares(idioms)
         vocab = music_vocabulary(tokenizer)
         names = rule_names(rules, form, bar_lines, idioms, vocab)
+        if pitch_prior is not None:
+            pitch_prior = tuple(float(b) for b in pitch_prior)
+        if length_prior is not None:
+            length_prior = tuple((Fraction(length), float(b)) for length, b in length_prior)
+        if pitch_prior is not None or length_prior is not None:
+            names = (*names, "prior")
         cadence_on = "cadence" in names
         settings = Settings(meter=meter, unit_length=unit_length, pickup=pickup, num_bars=num_bars,
                             form=form or None, open_repeat=bool(open_repeat), bar_lines=bar_lines, rules=names,
-                            meter_text=meter_text, key=key if cadence_on else None, cadence=cadence,
+                            meter_text=meter_text, key=key if cadence_on or pitch_prior is not None else None, cadence=cadence,
                             cadence_degree=cadence_degree, cadence_sections=bool(cadence_sections) and cadence_on,
-                            cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form))
+                            cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form),
+                            pitch_prior=pitch_prior, length_prior=length_prior)
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab
         self.key, self.max_new_tokens = key, max_new_tokens

@@ -14,7 +14,8 @@ from abcgen.grammar.constraint import AbcConstraint
 
 class AbcLogitsProcessor(LogitsProcessor):
     """Masks, per batch row, every token its ``AbcConstraint`` does not allow (score ``-inf``), and adds
-    the logit bonus of weighted rules (``AbcConstraint.bonus``) to the allowed ones.
+    the logit bonus of weighted rules (``AbcConstraint.bonus``) to the allowed ones, keeping the total
+    probability of the notes (``weigh``).
 
     ``constraints``: one per batch row (a fresh state each: build them per ``generate`` call). When
     ``generate`` expands the batch (``num_return_sequences=k``) and there are ``rows / k`` constraints,
@@ -62,10 +63,41 @@ class AbcLogitsProcessor(LogitsProcessor):
         blocked = torch.stack([c.device_mask(device, width, blocked=True) for c in constraints])
         scores = scores.masked_fill(blocked, -math.inf)
         bonuses = [c.device_bonus(device, width) for c in constraints]
-        if any(b is not None for b in bonuses):  # weighted rules (cadence) favour some allowed tokens
+        if any(b is not None for b in bonuses):  # weighted rules (cadence, theory prior) favour some allowed notes
             zero = torch.zeros(width, device=device)
-            scores = scores + torch.stack([zero if b is None else b for b in bonuses]).to(scores.dtype)
+            notes = self._notes(constraints[0], device, width)
+            scores = weigh(scores, torch.stack([zero if b is None else b for b in bonuses]).to(scores.dtype), notes)
         return scores
 
+    def _notes(self, c: AbcConstraint, device: torch.device, width: int) -> torch.Tensor:
+        """The vocabulary's note tokens (``MusicVocabulary.notes``) on ``device``, padded to ``width``, cached."""
+        cached = getattr(self, "_note_mask", None)
+        if cached is None or cached.device != device or cached.numel() != width:
+            mask = c.vocab.notes
+            mask = torch.cat([mask, torch.zeros(max(0, width - mask.numel()), dtype=torch.bool)])[:width]
+            cached = self._note_mask = mask.to(device)
+        return cached
 
-__all__ = ["AbcLogitsProcessor"]
+
+def weigh(scores: torch.Tensor, bonus: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """``scores + bonus`` (rows, V), shifted so that the allowed tokens of ``group`` (V,: the notes) keep their
+    total probability.
+
+    A weighted rule decides *which* note (its degree, its length, the cadence note), not whether a note comes at
+    all: adding a log-prior to the notes alone would also move probability from everything else (bar lines,
+    spaces, ornaments) to the notes whenever the model already agrees with the prior -- measured on the
+    quickstart model, tunes with grace notes fell from 21 % to 4 %. So per row, the group's allowed tokens are
+    shifted by one constant, ``logsumexp(scores + bonus) - logsumexp(scores)`` over them: their share of the
+    distribution is the model's, the order within it the product of the model and the prior. A bonus outside
+    the group is added as it is."""
+    weighted = group.unsqueeze(0) & torch.isfinite(scores)
+    if not bool(weighted.any()):
+        return scores + bonus
+    low = torch.finfo(scores.dtype).min
+    before = torch.logsumexp(torch.where(weighted, scores, low), dim=-1, keepdim=True)
+    after = torch.logsumexp(torch.where(weighted, scores + bonus, low), dim=-1, keepdim=True)
+    shift = torch.where(weighted.any(dim=-1, keepdim=True), after - before, torch.zeros_like(before))
+    return torch.where(weighted, scores + bonus - shift, scores + bonus)
+
+
+__all__ = ["AbcLogitsProcessor", "weigh"]

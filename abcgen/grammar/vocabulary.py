@@ -204,6 +204,9 @@ class MusicVocabulary:
         self.newline = cls_t == NEWLINE
         self.eos = cls_t == EOS
         self.done = self.eos | (cls_t == PAD)
+        # notes, rests and tokens with a note among their parts: what weighted rules choose among (``weigh``)
+        self.notes = torch.tensor([c == NOTE or (parts is not None and any(pc == NOTE for pc, _, _ in parts))
+                                   for c, parts in zip(cls, self.parts_of, strict=True)])
         kinds = sorted({k for k in self.bar_kind if k is not None})
         self.bar_masks = {k: torch.tensor([b == k for b in self.bar_kind]) for k in kinds}
         bar_texts = sorted({t for t, k in zip(texts, self.bar_kind, strict=True) if k is not None})

@@ -13,13 +13,16 @@ from abcgen.tokenization.extend import abc_to_ids, ids_to_abc
 
 @dataclass(frozen=True)
 class TokenCountStats:
-    """Tokens per tune over a list of tunes (no BOS/EOS counted)."""
+    """Tokens per tune over a list of tunes (no BOS/EOS counted). ``p98`` is what a training ``max_length``
+    must hold (plus the control prefix) to keep 98 % of the tunes whole."""
 
     num_tunes: int
     mean: float
     median: float
     p90: float
     total: int
+    p98: float = 0.0
+    max: int = 0
 
 
 def token_counts(tokenizer: PreTrainedTokenizerBase, abc_texts: Sequence[str]) -> list[int]:
@@ -28,13 +31,16 @@ def token_counts(tokenizer: PreTrainedTokenizerBase, abc_texts: Sequence[str]) -
 
 
 def count_stats(counts: Sequence[int]) -> TokenCountStats:
-    """Mean, median and 90th percentile (nearest rank) of token counts."""
+    """Mean, median, 90th and 98th percentile (nearest rank) and the longest of token counts."""
     if not counts:
         return TokenCountStats(0, 0.0, 0.0, 0.0, 0)
     ranked = sorted(counts)
-    p90 = ranked[min(len(ranked) - 1, max(0, -(-9 * len(ranked) // 10) - 1))]
+
+    def rank(percent: int) -> float:
+        return float(ranked[min(len(ranked) - 1, max(0, -(-percent * len(ranked) // 100) - 1))])
+
     return TokenCountStats(len(counts), round(statistics.fmean(counts), 2), float(statistics.median(counts)),
-                           float(p90), sum(counts))
+                           rank(90), sum(counts), rank(98), ranked[-1])
 
 
 def round_trip_failures(tokenizer: PreTrainedTokenizerBase, abc_texts: Sequence[str]) -> list[int]:

@@ -15,8 +15,10 @@ import torch
 
 from abcgen.corpus.build import load_corpus
 from abcgen.grammar.idioms import idioms_in_corpus
+from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
 from abcgen.model_folder import write_model_identity
 from abcgen.model_idioms import write_model_idioms
+from abcgen.model_profiles import write_model_profiles
 from abcgen.tokenization.extend import save_music_tokenizer
 from abcgen.training.config import TrainConfig, save_config
 
@@ -70,8 +72,10 @@ def write_run_record(final: str | Path, cfg: TrainConfig, summary: dict[str, Any
 
 def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary: dict[str, Any]) -> None:
     """Beside a token model's weights: the tokenizer, a sampling generation config, the tokenizer's
-    fingerprint and the idioms of the training tunes (``idioms.json``: what ``grammar="idiom"`` allows),
-    then ``write_run_record``. Main process only."""
+    fingerprint, the idioms of the training tunes (``idioms.json``: what ``grammar="idiom"`` allows) and
+    their pitch profile per mode and note lengths per rhythm (``theory_profiles.json``: the pipeline's
+    ``theory_prior`` and ``rhythm_prior``), then
+    ``write_run_record``. Main process only."""
     from transformers import GenerationConfig
 
     final = Path(final)
@@ -82,11 +86,10 @@ def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary
     ).save_pretrained(final)
     # the tokenizer's fingerprint: loading the model with another tokenizer is refused (check_tokenizer_matches)
     write_model_identity(final, tokenizer, run_fingerprint=summary.get("run_fingerprint"))
-    texts = _train_texts(cfg.data.corpus)
+    train = load_corpus(cfg.data.corpus)["train"]
+    texts = list(train["abc"])
     write_model_idioms(final, idioms_in_corpus(texts), tunes=len(texts), corpus=str(cfg.data.corpus))
+    rhythms = rhythm_profiles(zip(texts, train["rhythm"], strict=True)) if "rhythm" in train.column_names else {}
+    write_model_profiles(final, mode_profiles(texts), rhythms, corpus=str(cfg.data.corpus))
     write_run_record(final, cfg, summary)
 
-
-def _train_texts(corpus: str | Path) -> list[str]:
-    """The ABC texts of the corpus's train split (the tunes the model was trained on)."""
-    return list(load_corpus(corpus)["train"]["abc"])

@@ -11,7 +11,8 @@ lacks its tokens, and restricted with ``AbcConstraint(idioms=...)``), ``beams`` 
 beat groups, a line every 4 bars; replaces ``layout``) and ``cadence`` (the tune ends on the tonic).
 ``LEGACY_RULES`` is the grammar before the idioms (``repeats``, ``layout``, ``budget``): plain notes and
 bar lines, the model's own spaces. ``order`` (what may stand before a note) is not switched: it comes on
-with any idiom rule.
+with any idiom rule. ``prior`` (the theory prior) is not switched by name either: it comes on with
+``AbcConstraint(pitch_prior=..., length_prior=...)``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from abcgen.grammar.rules.forced import FormRule, Section, TemplateRule, parse_f
 from abcgen.grammar.rules.grace import GraceRule
 from abcgen.grammar.rules.layout import LayoutRule
 from abcgen.grammar.rules.order import OrderRule
+from abcgen.grammar.rules.prior import TheoryPriorRule
 from abcgen.grammar.rules.repeats import RepeatRule
 from abcgen.grammar.rules.slurs import SlurRule
 from abcgen.grammar.rules.ties import TieRule
@@ -38,7 +40,8 @@ from abcgen.grammar.rules.tuplets import TupletRule
 
 RULES: dict[str, type[Rule]] = {r.name: r for r in (
     BarLengthRule, FormRule, TemplateRule, RepeatRule, EndRule, OrderRule, LayoutRule, BeamRule, BudgetRule,
-    BrokenRule, TupletRule, TieRule, GraceRule, DecorationRule, SlurRule, ChordSymbolRule, ChordRule, CadenceRule)}
+    BrokenRule, TupletRule, TieRule, GraceRule, DecorationRule, SlurRule, ChordSymbolRule, ChordRule, CadenceRule,
+    TheoryPriorRule)}
 CORE = ("bar_length", "end")
 OPTIONAL = ("repeats", "layout", "beams", "budget", *IDIOMS, "cadence")
 DEFAULT_RULES = ("repeats", "beams", "budget", *IDIOMS, "cadence")
@@ -47,4 +50,4 @@ LEGACY_RULES = ("repeats", "layout", "budget")
 __all__ = ["CORE", "DEFAULT_RULES", "IDIOMS", "LEGACY_RULES", "OFFER", "OPTIONAL", "PASS", "REFUSE", "RULES",
            "BarLengthRule", "BeamRule", "BrokenRule", "BudgetRule", "CadenceRule", "ChordRule", "ChordSymbolRule",
            "DecorationRule", "EndRule", "FormRule", "GraceRule", "LayoutRule", "OrderRule", "RepeatRule", "Rule",
-           "Section", "SlurRule", "TemplateRule", "TieRule", "TupletRule", "fill_table", "parse_form"]
+           "Section", "SlurRule", "TemplateRule", "TheoryPriorRule", "TieRule", "TupletRule", "fill_table", "parse_form"]

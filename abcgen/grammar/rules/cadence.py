@@ -11,7 +11,7 @@ broken rhythm, chord or tie: grace notes, decorations, chord symbols and slurs a
 ``num_bars`` the tune may only end (``|]``, or EOS after ``:|``) after a bar whose last note is the
 cadence note, and the cadence letter takes no other accidental anywhere. ``cadence="weighted"``: nothing
 is masked; the cadence note that fills a cadence bar (any bar without ``num_bars``) gets a logit bonus
-of ``cadence_weight``.
+of ``cadence_weight`` over the other notes (the notes keep their total probability: ``processor.weigh``).
 """
 
 from __future__ import annotations
