@@ -158,30 +158,16 @@ def rhythm_profiles(rows: Iterable[tuple[str, str]]) -> dict[str, dict[str, obje
                      "tunes": counts[rhythm]} for rhythm in sorted(counts)}
 
 
-def categorical_bonus(shares: Mapping[str, float], strength: float) -> tuple[dict[str, float], float]:
-    """The logit bonus of each outcome of a categorical profile (``{"1/8": 0.6, ...}``, ``{"-2": 0.2, ...}``) and
-    of any outcome it does not list: ``strength * (log p + H(p))`` with p floored at ``PROBABILITY_FLOOR`` and
-    one more floored slot for every outcome not listed, centred so its mean under the profile is 0."""
-    _check_strength(strength)
-    if not shares or any(not math.isfinite(v) or v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
-        raise ConfigError(f"profile {dict(shares)!r}: give non-negative shares per outcome (a note length, an "
-                          "interval)")
-    total = sum(shares.values())
-    floored = {k: max(v / total, PROBABILITY_FLOOR) for k, v in shares.items()}
-    norm = sum(floored.values()) + PROBABILITY_FLOOR  # one more slot: every outcome not listed
-    p = {k: v / norm for k, v in floored.items()}
-    rest = PROBABILITY_FLOOR / norm
-    entropy = -sum(q * math.log(q) for q in p.values()) - rest * math.log(rest)
-    return ({k: round(strength * (math.log(q) + entropy), 6) for k, q in p.items()},
-            round(strength * (math.log(rest) + entropy), 6))
-
-
 def length_bonus(lengths: Mapping[str, float], strength: float) -> tuple[tuple[Fraction, float], ...]:
-    """The logit bonus per written length (whole notes) of a ``rhythm_profiles`` entry's ``lengths``
-    (``categorical_bonus``): (length, bonus) pairs, the last at length 0 the bonus of any other length (use
-    ``bonus_for_length``)."""
-    bonuses, other = categorical_bonus(lengths, strength)
-    return (*sorted((Fraction(k), b) for k, b in bonuses.items()), (Fraction(0), other))
+    """The logit bonus per written length (whole notes) of a ``rhythm_profiles`` entry's ``lengths``, centred
+    as ``prior_bonus``'s with one more floored slot for every length not listed: (length, bonus) pairs, the
+    last at length 0 the bonus of any other length (use ``bonus_for_length``)."""
+    _check_strength(strength)
+    values = list(lengths.values())
+    if not values or any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise ConfigError(f"length profile {dict(lengths)!r}: give non-negative shares per note length")
+    *bonuses, other = _centred_log([*values, 0.0], strength)  # the last slot: every length not listed
+    return (*sorted((Fraction(k), b) for k, b in zip(lengths, bonuses, strict=True)), (Fraction(0), other))
 
 
 def bonus_for_length(table: Sequence[tuple[Fraction, float]], length: Fraction) -> float:
@@ -257,13 +243,18 @@ def prior_bonus(profile: Sequence[float], strength: float) -> tuple[float, ...]:
     _check_strength(strength)
     if len(profile) != 12 or any(not math.isfinite(p) or p < 0 for p in profile) or sum(profile) <= 0:
         raise ConfigError(f"pitch profile {list(profile)!r}: give 12 non-negative shares, one per semitone")
-    floored = [max(p / sum(profile), PROBABILITY_FLOOR) for p in profile]
-    total = sum(floored)
-    p = [f / total for f in floored]
+    return tuple(_centred_log(list(profile), strength))
+
+
+def _centred_log(values: Sequence[float], strength: float) -> list[float]:
+    """``strength * (log p + H(p))`` per value, p the values normalised, floored at ``PROBABILITY_FLOOR`` and
+    normalised again: its mean under p is 0 (what ``prior_bonus`` and ``length_bonus`` share)."""
+    floored = [max(v / sum(values), PROBABILITY_FLOOR) for v in values]
+    p = [f / sum(floored) for f in floored]
     entropy = -sum(q * math.log(q) for q in p)
-    return tuple(round(strength * (math.log(q) + entropy), 6) for q in p)
+    return [round(strength * (math.log(q) + entropy), 6) for q in p]
 
 
 __all__ = ["MIN_MODE_TUNES", "MIN_RHYTHM_TUNES", "MODE_SCALES", "bonus_for_length", "canonical_mode", "length_bonus",
            "mode_profiles", "prior_bonus", "profile_for", "profile_for_rhythm", "rhythm_profiles", "tune_lengths",
-           "tune_profile", "categorical_bonus"]
+           "tune_profile"]
