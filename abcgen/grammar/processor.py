@@ -85,11 +85,10 @@ def weigh(scores: torch.Tensor, bonus: torch.Tensor, group: torch.Tensor) -> tor
 
     A weighted rule decides *which* note (its degree, its length, the cadence note), not whether a note comes at
     all: adding a log-prior to the notes alone would also move probability from everything else (bar lines,
-    spaces, ornaments) to the notes whenever the model already agrees with the prior -- measured on the
-    quickstart model, tunes with grace notes fell from 21 % to 4 %. So per row, the group's allowed tokens are
-    shifted by one constant, ``logsumexp(scores + bonus) - logsumexp(scores)`` over them: their share of the
-    distribution is the model's, the order within it the product of the model and the prior. A bonus outside
-    the group is added as it is."""
+    spaces, ornaments) to the notes whenever the model already agrees with the prior. So per row, the group's
+    allowed tokens are shifted by one constant, ``logsumexp(scores + bonus) - logsumexp(scores)`` over them:
+    their share of the distribution is the model's, the order within it the product of the model and the
+    prior. A bonus outside the group is added as it is."""
     weighted = group.unsqueeze(0) & torch.isfinite(scores)
     if not bool(weighted.any()):
         return scores + bonus
