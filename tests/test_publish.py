@@ -50,7 +50,11 @@ def _wav(path: Path) -> None:
 
 
 def _finish_model_folder(folder: Path, corpus: Path, *, method: str, base: str = "") -> Path:
-    """What save_final adds besides weights and tokenizer: training config and summary."""
+    """What save_final adds besides weights and tokenizer: training config and summary, theory profiles."""
+    from abcgen.model_profiles import write_model_profiles
+
+    write_model_profiles(folder, {"major": {"profile": [0.3, 0, 0.1, 0, 0.2, 0.05, 0, 0.2, 0, 0.1, 0, 0.05],
+                                            "tunes": 40}}, corpus=str(corpus))
     (folder / "abcgen_train_config.yaml").write_text(
         f"schema_version: 1\nmodel:\n  name_or_path: '{base}'\n  method: {method}\n"
         f"data:\n  corpus: {corpus}\n  conditions: [rhythm, key, meter]\n", encoding="utf-8")
@@ -181,7 +185,7 @@ def test_publish_pushes_everything_in_one_commit(published: subprocess.Completed
     files = set(hub.files(REPO_ID))
     assert {"README.md", "config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
             "tokenizer_config.json", "control_vocabulary.json", "abcgen_generation.json", "abcgen_train_config.yaml",
-            "training_summary.json", "evaluation/report.json", "evaluation/report.md",
+            "training_summary.json", "theory_profiles.json", "evaluation/report.json", "evaluation/report.md",
             "evaluation/pitch_classes.png", "samples/tune_00.wav"} <= files
     stored = hub.repos[REPO_ID].commits[-1].files
     assert stored["model.safetensors"].lfs and stored["evaluation/pitch_classes.png"].lfs  # via the LFS batch API

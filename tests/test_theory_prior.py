@@ -298,6 +298,18 @@ def test_bad_prior_is_one_line_before_generating(pipe, kwargs: dict, message: st
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_the_default_prior_steps_aside_for_a_mode_the_corpus_lacks(tmp_path: Path, real_tunes: list[str]) -> None:
+    from transformers import pipeline
+
+    folder = tiny_music_model_folder(tmp_path / "major-only")
+    write_model_profiles(folder, {"major": mode_profiles(real_tunes[:300])["major"]}, corpus="test")
+    pipe = pipeline("abc-generation", model=str(folder))
+    minor = {**REQUEST, "key": "Em"}
+    assert pipe(**minor, seed=0)[0]["abc"] == pipe(**minor, seed=0, theory_prior=0.0)[0]["abc"]
+    with pytest.raises(ConfigError, match="no minor-like tunes"):
+        pipe(**minor, seed=0, theory_prior=1.0)  # asked for explicitly: refused, with the fix
+
+
 def test_a_folder_without_profiles_names_the_command(tmp_path: Path) -> None:
     from transformers import pipeline
 

@@ -251,6 +251,7 @@ class AbcGenerationPipeline(Pipeline):
         options["guidance_scale"] = check_guidance(self.model, guidance_scale, voices)  # abcgen.generation.guidance
         options["theory_prior"] = self.default_theory_prior(constrained) if theory_prior is None \
             else check_theory_prior(theory_prior)
+        options["theory_prior_given"] = theory_prior is not None
         options["rhythm_prior"] = check_theory_prior(rhythm_prior, "rhythm_prior")
         rhythm = requested.get("rhythm")
         options["rhythm"] = _label("rhythm", rhythm) if rhythm else None
@@ -381,7 +382,15 @@ class AbcGenerationPipeline(Pipeline):
             from abcgen.notation.keys import parse_key
 
             mode = parse_key(key_text).mode
-            priors["pitch_prior"] = prior_bonus(profile_for(profiles.get("modes", {}), mode), options["theory_prior"])
+            try:
+                profile = profile_for(profiles.get("modes", {}), mode)
+            except ConfigError:
+                if options["theory_prior_given"]:
+                    raise
+                profile = None  # the default prior steps aside where the corpus has no profile for the mode
+                log.info("theory prior: the model's corpus has no profile for a %s request; not applied", mode)
+            if profile is not None:
+                priors["pitch_prior"] = prior_bonus(profile, options["theory_prior"])
         if options["rhythm_prior"] and options["rhythm"]:
             lengths = profile_for_rhythm(profiles.get("rhythms", {}), options["rhythm"])
             if lengths is None:

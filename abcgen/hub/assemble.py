@@ -31,6 +31,7 @@ from abcgen.hub.layout import (
 )
 from abcgen.model_folder import ADAPTER_DIR, IDENTITY_FILE, merged_weight_files
 from abcgen.model_idioms import IDIOMS_FILE
+from abcgen.model_profiles import PROFILES_FILE
 
 
 def assemble_repository(
@@ -57,11 +58,12 @@ def assemble_repository(
         for path in merged_weight_files(model_dir):
             shutil.copyfile(path, out / path.name)
         _copy_present(model_dir, out, MODEL_CONFIG_FILES)
-    # idioms.json (the corpus's idiom shares the idiom grammar follows) and abcgen_model.json (the
-    # tokenizer fingerprint) travel with the model, so a hub id behaves like its source folder.
+    # idioms.json (the corpus's idiom shares the idiom grammar follows), theory_profiles.json (what the theory
+    # prior weighs notes by) and abcgen_model.json (the tokenizer fingerprint) travel with the model, so a hub
+    # id behaves like its source folder.
     _copy_present(model_dir, out, TOKENIZER_FILES + (CONTROL_VOCABULARY_FILE, "generation_config.json",
                                                       TRAIN_CONFIG_FILE, TRAINING_SUMMARY_FILE,
-                                                      IDIOMS_FILE, IDENTITY_FILE))
+                                                      IDIOMS_FILE, PROFILES_FILE, IDENTITY_FILE))
     media: list[str] = []
     if report is not None and report_dir is not None:
         report_dir = Path(report_dir)
