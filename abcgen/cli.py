@@ -77,6 +77,9 @@ _top_p = _bounded_float(lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95"
                         "give a probability in (0, 1], e.g. 0.95")
 _theory_prior = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 1",
                                "give one of 0 or more, e.g. 1 (0 = off)")
+_UNISON_HELP = ("logits taken off a note that repeats the melody note before it (small models repeat notes "
+                "far more than folk tunes do): 0 = off; default: the pipeline's (abcgen.generation.arguments."
+                "DEFAULT_UNISON_PENALTY); a grammar rule, not with --unconstrained")
 _guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 2",
                                  "give one of 0 or more, e.g. 2 (1 = no guidance)")
 
@@ -179,6 +182,7 @@ def _generate(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.model} is a MusicGAN, which has no control tokens to guide: leave out "
                               f"--guidance-scale {args.guidance_scale:g}")
         for flag, value in (("--theory-prior", args.theory_prior), ("--rhythm-prior", args.rhythm_prior),
+                            ("--unison-penalty", args.unison_penalty),
                             ("--title", args.title), ("--endings", args.endings)):
             if value:
                 raise ConfigError(f"{args.model} is a MusicGAN, which samples no ABC tokens: leave out {flag}")
@@ -199,7 +203,8 @@ def _generate(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
         constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
         cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale,
-        theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior, title=args.title, endings=args.endings)
+        theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior, unison_penalty=args.unison_penalty,
+        title=args.title, endings=args.endings)
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -253,11 +258,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                                     temperature=args.temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
                                     max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale,
-                                    theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior)
+                                    theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior,
+                                    unison_penalty=args.unison_penalty)
     generation.check()  # the pipeline's own checks of the decoding options, before any work
     if args.abc and (args.grammar is not None or generation.guided or generation.theory_prior
-                     or generation.rhythm_prior):
-        raise ConfigError("--grammar, --guidance-scale, --theory-prior and --rhythm-prior shape what --model "
+                     or generation.rhythm_prior or generation.unison_penalty is not None):
+        raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior and --unison-penalty shape what --model "
                           "generates; with --abc nothing is generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
@@ -430,6 +436,7 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
                      "with --unconstrained")
     gen.add_argument("--rhythm-prior", type=_theory_prior, default=0.0, help="weigh every note by how often the "
                      "training corpus's tunes of the requested --rhythm write its length: 0 = off, 1 = as the corpus")
+    gen.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
     gen.add_argument("--title", default=None, help="the T: of the tunes (default: e.g. 'Jig in D major')")
     gen.add_argument("--endings", action=argparse.BooleanOptionalAction, default=None, help="with --form: "
                      "repeated parts end with first and second endings (default: as often as the model's corpus "
@@ -489,6 +496,7 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
                     "1 where the model has theory_profiles.json)")
     ev.add_argument("--rhythm-prior", type=float, default=0.0, help="weigh every note by how often the training "
                     "corpus's tunes of the requested rhythm write its length: 0 = off, 1 = as the corpus")
+    ev.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
     ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
                     help="held-out tunes for perplexity; 0 = skip")
     ev.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% intervals")

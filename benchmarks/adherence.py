@@ -76,6 +76,7 @@ ROWS: dict[str, str] = {
     "copy_rate": "the real test tunes' own copy rate against the training split",
     "exact_copies": "the real test tunes' own exact copies of training tunes",
     "distinct_bar_bigrams": "the real test tunes",
+    "repeated_notes": "the real test tunes",
     "strict_validity": "the real test tunes",
     "validity_ours": "the real test tunes",
     "abc2midi_validity": "the real test tunes",
@@ -85,7 +86,8 @@ TABLE = (  # (row, column title, digits) of the printed table
     ("key_adherence_ks", "key %", 1), ("key_signature_adherence_ks", "key sig. %", 1),
     ("mode_adherence", "mode %", 1), ("rhythm_adherence", "rhythm %", 1), ("meter_adherence", "meter %", 1),
     ("bars_adherence", "bars %", 1), ("overlap_mean", "overlap", 3), ("copy_rate", "copy %", 1),
-    ("distinct_bar_bigrams", "bar bigrams %", 1), ("strict_validity", "valid %", 1),
+    ("distinct_bar_bigrams", "bar bigrams %", 1), ("repeated_notes", "repeated notes %", 1),
+    ("strict_validity", "valid %", 1),
     ("abc2midi_validity", "abc2midi %", 1),
 )
 OPENING_NOTES = 12
@@ -97,34 +99,39 @@ RHYTHM_GROUP = {"key": "D major", "bars": 16, "rhythms": ("reel", "hornpipe"), "
 # --- shared -----------------------------------------------------------------------------------------------
 
 
-def parse_settings(text: str, flag: str) -> list[tuple[float, float, float]]:
-    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior), ...]: ``GUIDANCE:PRIOR`` or
-    ``GUIDANCE:PRIOR:RHYTHM_PRIOR`` (0 when left out); a bad item is one line naming the flag."""
-    out: list[tuple[float, float, float]] = []
+def parse_settings(text: str, flag: str) -> list[tuple[float, float, float, float]]:
+    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior, unison_penalty), ...]: ``GUIDANCE:PRIOR``,
+    ``GUIDANCE:PRIOR:RHYTHM_PRIOR`` or ``GUIDANCE:PRIOR:RHYTHM_PRIOR:UNISON`` (0 when left out); a bad item is one
+    line naming the flag."""
+    out: list[tuple[float, float, float, float]] = []
     for item in (i.strip() for i in text.split(",") if i.strip()):
         try:
             values = [float(v) for v in item.split(":")]
-            if len(values) not in (2, 3):
+            if len(values) not in (2, 3, 4):
                 raise ValueError
         except ValueError:
-            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR] items, e.g. {flag} 1:0,2:1") from None
-        scale, prior, rhythm = (*values, 0.0)[:3]
-        if scale < 1 or prior < 0 or rhythm < 0:
-            raise SystemExit(f"{flag} {item!r}: the guidance scale is >= 1 (1 = off), the priors >= 0 (0 = off)")
-        out.append((scale, prior, rhythm))
+            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON]] items, e.g. "
+                             f"{flag} 1:0,2:1,1:1:0:1") from None
+        scale, prior, rhythm, unison = (*values, 0.0, 0.0)[:4]
+        if scale < 1 or prior < 0 or rhythm < 0 or unison < 0:
+            raise SystemExit(f"{flag} {item!r}: the guidance scale is >= 1 (1 = off), the priors and the unison "
+                             "penalty >= 0 (0 = off)")
+        out.append((scale, prior, rhythm, unison))
     if not out:
         raise SystemExit(f"{flag} is empty: give GUIDANCE:PRIOR items, e.g. {flag} 1:0,2:1")
     return out
 
 
-def setting_name(scale: float, prior: float, rhythm: float = 0.0) -> str:
-    return f"guidance{scale:g}_prior{prior:g}" + (f"_rhythm{rhythm:g}" if rhythm else "")
+def setting_name(scale: float, prior: float, rhythm: float = 0.0, unison: float = 0.0) -> str:
+    return (f"guidance{scale:g}_prior{prior:g}" + (f"_rhythm{rhythm:g}" if rhythm else "")
+            + (f"_unison{unison:g}" if unison else ""))
 
 
-def decoding_options(scale: float, prior: float, rhythm: float) -> dict[str, float]:
-    """The pipeline / ``GenerationSettings`` arguments of one setting; ``rhythm_prior`` only when asked for (a
-    newer option: an abcgen without it still runs every setting that leaves it at 0)."""
-    return {"guidance_scale": scale, "theory_prior": prior, **({"rhythm_prior": rhythm} if rhythm else {})}
+def decoding_options(scale: float, prior: float, rhythm: float, unison: float = 0.0) -> dict[str, float]:
+    """The pipeline / ``GenerationSettings`` arguments of one setting (every knob explicit, so a setting means
+    the same whatever the pipeline's defaults); ``rhythm_prior`` only when asked for."""
+    return {"guidance_scale": scale, "theory_prior": prior, **({"rhythm_prior": rhythm} if rhythm else {}),
+            "unison_penalty": unison}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -154,7 +161,7 @@ def check_profiles(model: Path, settings: Iterable[tuple[float, float, float]]) 
     """A theory or rhythm prior needs the model folder's profiles file: say so before anything runs."""
     from abcgen.model_profiles import PROFILES_FILE
 
-    if any(prior or rhythm for _, prior, rhythm in settings) and not (model / PROFILES_FILE).is_file():
+    if any(prior or rhythm for _, prior, rhythm, *_ in settings) and not (model / PROFILES_FILE).is_file():
         raise SystemExit(f"{model} has no {PROFILES_FILE}, which a theory or rhythm prior > 0 needs: re-run training, "
                          f"or write it with `abcgen data profiles --model {model} --data CORPUS`, or give settings "
                          "with the priors at 0")
@@ -178,8 +185,9 @@ def collect(report: dict[str, Any]) -> dict[str, Any]:
                              "per_seed": [round(v, 3) for v in row.get("per_seed") or []]}
     decoding = report.get("decoding") or {}
     return {
-        "decoding": {k: decoding.get(k) for k in ("grammar", "guidance_scale", "theory_prior", "constrained",
-                                                  "temperature", "top_p", "num_samples", "seeds")},
+        "decoding": {k: decoding.get(k) for k in ("grammar", "guidance_scale", "theory_prior", "rhythm_prior",
+                                                  "unison_penalty", "constrained", "temperature", "top_p",
+                                                  "num_samples", "seeds")},
         "num_generated": report["counts"]["generated"], "num_real": report["counts"]["real"],
         "generation_seconds": (report.get("seconds") or {}).get("generation"),
         "evaluation_seconds": (report.get("seconds") or {}).get("total"),
@@ -208,7 +216,7 @@ def table(rows: dict[str, dict[str, Any]], real: dict[str, Any] | None = None) -
 
 
 def evaluate(model: Path, data: Path, out: Path, args: argparse.Namespace,
-             setting: tuple[float, float, float] = (1.0, 0.0, 0.0), perplexity_tunes: int = 0
+             setting: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0), perplexity_tunes: int = 0
              ) -> tuple[dict[str, Any], float]:
     """``evaluate_model`` with the benchmark's sample settings and one decoding; (report, wall seconds)."""
     import dataclasses
@@ -504,7 +512,8 @@ def run_scaling(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]
     work.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
         "description": "base model from scratch (quickstart-base.yaml) + LoRA stage (quickstart-lora.yaml) per size, "
-                       "then abcgen evaluate with the default decoding; parameters counted from the saved weights",
+                       "then abcgen evaluate with plain constrained decoding (no guidance, theory prior or unison "
+                       "penalty: the model's own adherence); parameters counted from the saved weights",
         "command": "python benchmarks/adherence.py " + " ".join(sys.argv[1:]),
         "environment": env,
         "settings": {"sizes": sizes, "base_config": BASE_CONFIG, "lora_config": LORA_CONFIG,

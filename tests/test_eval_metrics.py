@@ -73,6 +73,8 @@ def test_c_major_scale_descriptors_by_hand():
     assert values["pitch_range"] == 11  # C4 = 60 .. B4 = 71
     assert values["pitch_class_entropy"] == pytest.approx(math.log2(7))
     assert values["mean_abs_interval"] == pytest.approx((2 + 2 + 1 + 2 + 2 + 2) / 6)
+    assert values["repeated_notes"] == 0.0
+    assert metrics.piece_values(tune("A A B B | B c d2 |", length="1/8"))["repeated_notes"] == pytest.approx(3 / 6)
     assert values["num_bars"] == 1 and values["num_notes"] == 7
     assert math.isnan(values["self_similarity"])  # one bar: nothing to repeat
     assert math.isnan(values["groove_consistency"])  # one bar: no pair of bars

@@ -25,6 +25,7 @@ from abcgen.generation.arguments import (
     check_grammar_options,
     check_guidance_scale,
     check_theory_prior,
+    check_unison_penalty,
 )
 from abcgen.grammar.rules.forced import played_bars
 from abcgen.notation.checks import check_tune
@@ -59,6 +60,8 @@ class GenerationSettings:
     theory_prior: float | None = None  # pitch prior of the requested mode (abcgen.grammar.tonality); 0 = off, None =
     # the pipeline's default (1 for a model with theory_profiles.json; evaluate_model records the value used)
     rhythm_prior: float = 0.0  # strength of the note-length prior of the requested rhythm; 0 = off
+    unison_penalty: float | None = None  # logits off a repeated note (abcgen.grammar.unison); None = the pipeline's
+    # default under constrained decoding (evaluate_model records the value used)
 
     def check(self) -> None:
         """``grammar`` and ``guidance_scale`` by the pipeline's own checks (one ``ConfigError`` line), so a bad
@@ -73,6 +76,9 @@ class GenerationSettings:
             if value and not self.constrained:
                 raise ConfigError(f"{name}={value:g} is a rule of the grammar: it needs constrained decoding (leave "
                                   f"out --unconstrained, or --{name.replace('_', '-')})")
+        if self.unison_penalty is not None and check_unison_penalty(self.unison_penalty) and not self.constrained:
+            raise ConfigError(f"unison_penalty={self.unison_penalty:g} is applied by the grammar: it needs "
+                              "constrained decoding (leave out --unconstrained, or --unison-penalty)")
 
     @property
     def guided(self) -> bool:
@@ -84,14 +90,16 @@ class GenerationSettings:
                 "max_bars": self.max_bars, "voices_from_data": self.voices_from_data,
                 "grammar": self.grammar or DEFAULT_GRAMMAR, "guidance_scale": float(self.guidance_scale),
                 "theory_prior": None if self.theory_prior is None else float(self.theory_prior),
-                "rhythm_prior": float(self.rhythm_prior)}
+                "rhythm_prior": float(self.rhythm_prior),
+                "unison_penalty": None if self.unison_penalty is None else float(self.unison_penalty)}
 
     def pipeline_options(self) -> dict[str, Any]:
         """The pipeline arguments these settings fix for every call (the conditions and seed vary)."""
         grammar = {"grammar": self.grammar} if self.grammar is not None else {}  # None: the pipeline decides
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
                 "constrained": self.constrained, "guidance_scale": self.guidance_scale,
-                "theory_prior": self.theory_prior, "rhythm_prior": self.rhythm_prior, **grammar}
+                "theory_prior": self.theory_prior, "rhythm_prior": self.rhythm_prior,
+                "unison_penalty": self.unison_penalty, **grammar}
 
 
 @dataclass

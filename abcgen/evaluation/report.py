@@ -268,6 +268,8 @@ def _descriptor_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: l
         ("mean_abs_interval", "semitones", "mean absolute melodic interval"),
     ):
         s.add(key, "C", unit, description, _column(gen_vals, key), _column(real_vals, key), None)
+    s.add("repeated_notes", "C", "%", "successive melody notes on the same pitch",
+          _column(gen_vals, "repeated_notes", 100.0), _column(real_vals, "repeated_notes", 100.0), None)
 
 
 def _structure_rows(s: _Scoring, gen_vals: list[dict[str, float]], real_vals: list[dict[str, float]]) -> None:
@@ -658,7 +660,10 @@ def _grammar_line(decoding: Mapping[str, Any]) -> str:
         prior_text = "off"
     else:
         prior_text = f"pitch {float(pitch):g}, note lengths {float(lengths or 0):g}"
-    return f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}. Theory prior: {prior_text}."
+    unison = decoding.get("unison_penalty")
+    unison_text = "not recorded" if unison is None else "off" if not unison else f"{float(unison):g} (logit units)"
+    return (f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}. Theory prior: {prior_text}. "
+            f"Unison penalty: {unison_text}.")
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

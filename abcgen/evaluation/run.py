@@ -38,6 +38,7 @@ from abcgen.evaluation.generate import (
 )
 from abcgen.evaluation.plots import write_plots
 from abcgen.evaluation.report import SCHEMA_VERSION, EvaluationInputs, evaluate_texts, write_report
+from abcgen.generation.arguments import default_unison_penalty
 from abcgen.generation.gan import generate_abc
 from abcgen.generation.guidance import check_guidance
 from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
@@ -161,6 +162,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         check_guidance(pipe.model, gen_settings.guidance_scale)
         if gen_settings.theory_prior is None:  # the pipeline's default for this model, recorded in the report
             gen_settings.theory_prior = pipe.default_theory_prior(gen_settings.constrained)
+        if gen_settings.unison_penalty is None and not is_gan:
+            gen_settings.unison_penalty = default_unison_penalty(gen_settings.constrained)
 
     generated = _generate_all(pipe, held_out, vocabulary, trained, gen_settings, progress=progress)
     texts, requests = generated.texts, generated.requests
@@ -187,7 +190,7 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
                      "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None,
-                     "theory_prior": None, "rhythm_prior": None}
+                     "theory_prior": None, "rhythm_prior": None, "unison_penalty": None}
         if is_gan else gen_settings.as_dict(),
         "conditions_skipped": _skipped_conditions(requests),
         **scored,
@@ -208,7 +211,9 @@ def _refuse_token_options_for_gan(model_dir: Path, gen_settings: GenerationSetti
     for flag, value, asked in (("--grammar", gen_settings.grammar, gen_settings.grammar is not None),
                                ("--guidance-scale", f"{gen_settings.guidance_scale:g}", gen_settings.guided),
                                ("--theory-prior", f"{gen_settings.theory_prior or 0:g}", bool(gen_settings.theory_prior)),
-                               ("--rhythm-prior", f"{gen_settings.rhythm_prior:g}", bool(gen_settings.rhythm_prior))):
+                               ("--rhythm-prior", f"{gen_settings.rhythm_prior:g}", bool(gen_settings.rhythm_prior)),
+                               ("--unison-penalty", f"{gen_settings.unison_penalty or 0:g}",
+                                bool(gen_settings.unison_penalty))):
         if asked:
             raise ConfigError(f"{model_dir} is a MusicGAN, which samples no tokens (no grammar, no control tokens "
                               f"to guide): leave out {flag} {value}")

@@ -60,6 +60,8 @@ from abcgen.generation.arguments import (
     check_int,
     check_real,
     check_theory_prior,
+    check_unison_penalty,
+    default_unison_penalty,
     read_prompt,
     short,
 )
@@ -212,6 +214,7 @@ class AbcGenerationPipeline(Pipeline):
         endings: bool | None = None,
         theory_prior: float | None = None,
         rhythm_prior: float = 0.0,
+        unison_penalty: float | None = None,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -220,7 +223,8 @@ class AbcGenerationPipeline(Pipeline):
             raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
-                                        "cadence, idioms, guidance_scale, title, endings, theory_prior, rhythm_prior")
+                                        "cadence, idioms, guidance_scale, title, endings, theory_prior, rhythm_prior, "
+                                        "unison_penalty")
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
@@ -253,6 +257,11 @@ class AbcGenerationPipeline(Pipeline):
             else check_theory_prior(theory_prior)
         options["theory_prior_given"] = theory_prior is not None
         options["rhythm_prior"] = check_theory_prior(rhythm_prior, "rhythm_prior")
+        options["unison_penalty"] = default_unison_penalty(constrained) if unison_penalty is None \
+            else check_unison_penalty(unison_penalty)
+        if options["unison_penalty"] and not constrained:
+            raise ConfigError(f"unison_penalty={options['unison_penalty']:g} is applied by the grammar: it needs "
+                              "constrained=True (or leave unison_penalty at 0)")
         rhythm = requested.get("rhythm")
         options["rhythm"] = _label("rhythm", rhythm) if rhythm else None
         for name in ("theory_prior", "rhythm_prior"):
@@ -375,7 +384,8 @@ class AbcGenerationPipeline(Pipeline):
         """The theory prior of the call (``abcgen.grammar.tonality``), from the model's ``theory_profiles.json``:
         ``pitch_prior``, the bonus per semitone above the tonic of the call's key (``theory_prior``), and
         ``length_prior``, the bonus per written note length of the requested rhythm (``rhythm_prior``; none
-        without a rhythm, or for a rhythm with too few tunes in the corpus, which is logged)."""
+        without a rhythm, or for a rhythm with too few tunes in the corpus, which is logged), and the
+        ``unison_penalty`` on repeated notes (``abcgen.grammar.unison``)."""
         priors: dict[str, Any] = {}
         profiles = self._profiles() or {}
         if options["theory_prior"]:
@@ -398,6 +408,8 @@ class AbcGenerationPipeline(Pipeline):
                          options["rhythm"])
             else:
                 priors["length_prior"] = length_bonus(lengths, options["rhythm_prior"])
+        if options["unison_penalty"]:
+            priors["unison_penalty"] = options["unison_penalty"]
         return priors
 
     def default_theory_prior(self, constrained: bool = True) -> float:

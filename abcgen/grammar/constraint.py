@@ -46,6 +46,7 @@ from abcgen.grammar.rules.budget import check_budget_value
 from abcgen.grammar.rules.cadence import check_cadence
 from abcgen.grammar.state import INF, LAST_AFTER, State
 from abcgen.grammar.timing import Timing, beam_length, beat_length, is_compound, meter_parts
+from abcgen.grammar.unison import PitchKey, UnisonPenalty, check_unison_penalty
 from abcgen.grammar.vocabulary import BAR, COMPOSITE, NEWLINE, SPACE, MusicVocabulary, Unit, music_vocabulary
 from abcgen.notation.keys import parse_key
 from abcgen.notation.lexer import parse_fraction
@@ -82,6 +83,7 @@ class Settings:
     endings: bool = False  # form: repeated sections end with first and second endings
     pitch_prior: tuple[float, ...] | None = None  # theory prior: a note's bonus per semitone above the tonic
     length_prior: tuple[tuple[Fraction, float], ...] | None = None  # and per written length (whole notes)
+    unison_penalty: float = 0.0  # logits off a note that repeats the melody note before it (abcgen.grammar.unison)
 
 
 def rule_names(rules: Iterable[str] | None, form: str | None, bar_lines: Sequence[str] | None,
@@ -156,6 +158,7 @@ class Grammar:
         self._costs = [r.finish_cost for r in self.rules if type(r).finish_cost is not Rule.finish_cost]
         self._keys = [r.key for r in self.rules if type(r).key is not Rule.key]
         self._weights = [r.weight for r in self.rules if type(r).weight is not Rule.weight]
+        self.unison = UnisonPenalty(vocab, settings.unison_penalty) if settings.unison_penalty else None
         self.cache: dict[Hashable, Any] = {}
         self.tables: dict[Hashable, tuple[int, list[tuple[int, torch.Tensor, float]]]] = {}
 
@@ -359,7 +362,9 @@ class AbcConstraint:
     bar each; ``num_bars`` counts both); ``pitch_prior``: the theory prior, 12 logit bonuses per
     semitone above the key's tonic added to every note (``abcgen.grammar.tonality.prior_bonus``; the
     ``prior`` rule: nothing is masked); ``length_prior``: the same per written note length
-    (``length_bonus``: (length in whole notes, bonus) pairs, the last at length 0 for any other). Raises a ``GrammarConfigError`` (a ``ConfigError``)
+    (``length_bonus``: (length in whole notes, bonus) pairs, the last at length 0 for any other);
+    ``unison_penalty``: logits taken off a note that repeats the melody note before it
+    (``abcgen.grammar.unison``; 0 = off). Raises a ``GrammarConfigError`` (a ``ConfigError``)
     when the settings contradict each other, ``BudgetTooSmallError`` when the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -390,6 +395,7 @@ class AbcConstraint:
         endings: bool = False,
         pitch_prior: Sequence[float] | None = None,
         length_prior: Sequence[tuple[Fraction, float]] | None = None,
+        unison_penalty: float = 0.0,
     ) -> None:
         meter_text = meter if isinstance(meter, str) else None
         meter = read_meter(meter)
@@ -399,6 +405,7 @@ class AbcConstraint:
         num_bars = check_settings(meter, unit_length, pickup, key, num_bars, max_new_tokens, form, open_repeat,
                                   bar_lines)
         check_cadence(cadence, cadence_degree, cadence_weight)
+        unison_penalty = check_unison_penalty(unison_penalty)
         if isinstance(idioms, Mapping):
             idioms = idioms_from_shares(idioms)
         vocab = music_vocabulary(tokenizer)
@@ -415,7 +422,7 @@ class AbcConstraint:
                             meter_text=meter_text, key=key if cadence_on or pitch_prior is not None else None, cadence=cadence,
                             cadence_degree=cadence_degree, cadence_sections=bool(cadence_sections) and cadence_on,
                             cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form),
-                            pitch_prior=pitch_prior, length_prior=length_prior)
+                            pitch_prior=pitch_prior, length_prior=length_prior, unison_penalty=unison_penalty)
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab
         self.key, self.max_new_tokens = key, max_new_tokens
@@ -449,6 +456,7 @@ class AbcConstraint:
         self.state = self.grammar.start_state()
         self.bar_ids: dict[int, list[int]] = {}  # full bar -> its tokens (no bar line), for ``recurrence``
         self.replay: list[int] = []  # tokens of an earlier bar still to replay in this one
+        self.melody_pitch: PitchKey | None = None  # the last melody note (``unison_penalty``)
 
     def copy(self) -> AbcConstraint:
         """A constraint in the same state that goes on independently (same settings and caches)."""
@@ -535,20 +543,33 @@ class AbcConstraint:
         forced = self._forced(decision)
         return [forced] if forced is not None else sorted(decision.allowed)
 
+    def _unison_applies(self) -> bool:
+        """Whether the next token's first note is a melody note that may repeat the one before (not inside a
+        grace group or a chord, not a note ornamented by grace notes or a decoration)."""
+        s = self.state
+        return (self.grammar.unison is not None and self.melody_pitch is not None and not s.pending
+                and not s.closed and not s.finished and not s.grace and not s.chord and not s.host)
+
     def bonus(self) -> torch.Tensor | None:
-        """The logit bonus of the tokens allowed next (weighted rules: cadence), None when there is none."""
-        return self._decide().bonus
+        """The logit bonus of the tokens allowed next (weighted rules: cadence, theory prior; the unison
+        penalty), None when there is none."""
+        bonus = self._decide().bonus
+        unison = self.grammar.unison
+        if unison is None or self.state.finished or self.state.pending or self.state.closed:
+            return bonus
+        penalty = unison.vector(self.melody_pitch if self._unison_applies() else None)
+        return penalty if bonus is None else bonus + penalty
 
     def device_bonus(self, device: torch.device, width: int) -> torch.Tensor | None:
         """``bonus()`` on ``device``, padded with 0 to ``width``; None when there is none."""
-        decision = self._decide()
-        if decision.bonus is None:
-            return None
+        unison = self.melody_pitch if self._unison_applies() else None
+        dkey = (self._key(), unison, device, width, "bonus")
         cache = self.grammar.cache
-        dkey = (self._key(), device, width, "bonus")
         cached = cache.get(dkey)
         if cached is None:
-            bonus = decision.bonus
+            bonus = self.bonus()
+            if bonus is None:
+                return None
             if width > bonus.numel():
                 bonus = torch.cat([bonus, torch.zeros(width - bonus.numel())])
             cached = cache[dkey] = bonus[:width].to(device)
@@ -590,6 +611,9 @@ class AbcConstraint:
             assert next_state is not None  # allowed tokens have a transition
             ns = next_state
         self.state = ns
+        if self.grammar.unison is not None:
+            melodic = not before.grace and not before.chord and not before.pending
+            self.melody_pitch = self.grammar.unison.after(self.melody_pitch, token_id, melodic)
         if self.plan:
             self._record(token_id, before)
 

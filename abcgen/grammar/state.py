@@ -63,7 +63,7 @@ class State:
     chord: int = 0
     chord_dur: int = -1
     tie: tuple[Any, ...] | None = None
-    slur: bool = False
+    slur: int = 0  # slurs: 0 none, 1 open, 2 open over one note, 3 over two or more
     need_space: bool = False
     need_newline: int = 0  # beams: 1 a newline may come, 2 it must
     tonic_end: bool = False
