@@ -22,7 +22,8 @@ How a call works:
    model follow the request more closely: ``guidance_scale`` (classifier-free guidance on the control
    prefix, ``abcgen.generation.guidance``) and the theory prior (every note weighed by the training
    corpus's pitch profile of the requested mode, ``theory_prior``, and by its note lengths in the
-   requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``).
+   requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``); ``unison_penalty`` takes logits off a
+   note that repeats the melody note before it (``abcgen.grammar.unison``; small models mark time).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
 
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
