@@ -34,6 +34,19 @@ def tmp_sibling(path: str | Path) -> Path:
     return path.with_name(_TMP.format(name=path.name, pid=os.getpid()))
 
 
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to a temporary sibling of the file ``path`` and rename it over ``path``: a reader
+    sees the old file or the new one, never a part. Returns ``path``."""
+    path = Path(path)
+    tmp = tmp_sibling(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def is_used(path: str | Path) -> bool:
     """Whether ``path`` exists and is not an empty folder (an output a user could lose)."""
     path = Path(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -127,10 +128,12 @@ def tiny_causal_lm(vocab_size: int, tied: bool, seed: int = 0):
     return model
 
 
-def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dict[str, str] | None = None) -> Path:
+def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dict[str, str] | None = None,
+                            vocab: Any = None) -> Path:
     """A saved, untrained model folder as train/finetune.py writes one: a music tokenizer over the tiny
     base, a random 2-layer Llama sized to it, and a control vocabulary. For pipeline tests.
-    ``extra_labels`` are added to every training row (a registered condition's value, for one)."""
+    ``extra_labels`` are added to every training row (a registered condition's value, for one); ``vocab``
+    (a ``ControlVocabulary``, e.g. a corpus's) replaces the built-in one."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -143,7 +146,7 @@ def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dic
             for k in ("D major", "G major", "A dorian", "E minor") for m, r in (("6/8", "jig"), ("4/4", "reel"),
                                                                                ("3/4", "waltz"), ("2/4", "polka"))
             for _ in range(5)]
-    vocab = ControlVocabulary.from_rows(rows, min_count=1)
+    vocab = vocab if vocab is not None else ControlVocabulary.from_rows(rows, min_count=1)
     base = tiny_base_tokenizer(folder / "_base")
     tokenizer = build_music_tokenizer(base, load_default_spec(), vocab)
     torch.manual_seed(seed)

@@ -24,7 +24,9 @@ How a call works:
    corpus's pitch profile of the requested mode, ``theory_prior``, and by its note lengths in the
    requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``); ``unison_penalty`` takes logits off a
    note that repeats the melody note before it (``abcgen.grammar.unison``; small models mark time).
-4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report.
+4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report;
+   ``return_token_ids=True`` adds the prompt's and the generated token ids (one voice), which preference
+   training (``train/align.py``) scores as sampled.
 
 **Several voices** (``voices=2`` .. ``4``): the header gets ``V:1`` .. ``V:n`` definitions before ``K:`` and
 the body is ``V:1`` + voice 1's bars, ``V:2`` + voice 2's bars, and so on. Voice 1 is generated as a
@@ -216,6 +218,7 @@ class AbcGenerationPipeline(Pipeline):
         theory_prior: float | None = None,
         rhythm_prior: float = 0.0,
         unison_penalty: float | None = None,
+        return_token_ids: bool = False,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
@@ -225,7 +228,7 @@ class AbcGenerationPipeline(Pipeline):
                                         f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
                                         "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
                                         "cadence, idioms, guidance_scale, title, endings, theory_prior, rhythm_prior, "
-                                        "unison_penalty")
+                                        "unison_penalty, return_token_ids")
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
@@ -249,6 +252,11 @@ class AbcGenerationPipeline(Pipeline):
         check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
         if not isinstance(constrained, bool):
             raise ConfigError(f"constrained={short(constrained)}: give True or False")
+        if not isinstance(return_token_ids, bool):
+            raise ConfigError(f"return_token_ids={short(return_token_ids)}: give True or False")
+        if return_token_ids and voices > 1:
+            raise ConfigError(f"return_token_ids=True with voices={voices}: token ids are returned for one voice "
+                              "only (each later voice has a prompt of its own); leave it out or ask for one voice")
         options = check_grammar_options(grammar, cadence, idioms, endings)
         if options["endings"] is None:  # as often as the model's corpus writes them (idioms.json), per call
             share = (self._shares() or {}).get("endings", 0.0)
@@ -280,7 +288,7 @@ class AbcGenerationPipeline(Pipeline):
                       "title": check_title(title), "endings": options["endings"]}
         forward = {"num_return_sequences": num_return_sequences, "temperature": temperature, "top_p": top_p,
                    "seed": seed, "constrained": constrained, "options": options}
-        return preprocess, forward, {}
+        return preprocess, forward, {"return_token_ids": return_token_ids}
 
     def check_conditions(self, conditions: dict[str, Any]) -> dict[str, str]:
         """Conditions as corpus labels, each checked against the model's vocabulary."""
@@ -520,7 +528,10 @@ class AbcGenerationPipeline(Pipeline):
 
     # --- postprocess: text, checks, report --------------------------------------------------------------
 
-    def postprocess(self, model_outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    def postprocess(self, model_outputs: dict[str, Any], return_token_ids: bool = False) -> list[dict[str, Any]]:
+        """One result per tune. ``return_token_ids`` adds ``prompt_ids`` (the prompt the model read: BOS,
+        control prefix, header) and ``token_ids`` (what it generated, up to and including EOS): the exact
+        sequence preference training (``train/align.py``) scores, with no decode/encode round trip."""
         frame = model_outputs["frame"]
         results = []
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
@@ -543,9 +554,14 @@ class AbcGenerationPipeline(Pipeline):
             abc = model_outputs["page_header"] + frame["body"] + continuation
             abc = abc.rstrip() + "\n"
             check = check_sample(abc, num_bars=frame["bars"])
-            results.append({"abc": abc, "valid": check.valid, "problems": check.problems,
-                            "conditions": model_outputs["labels"], "bars": check.bars, "constrained": model_outputs["constrained"], "generated_tokens": generated,
-                            "continuation": continuation})
+            result = {"abc": abc, "valid": check.valid, "problems": check.problems,
+                      "conditions": model_outputs["labels"], "bars": check.bars,
+                      "constrained": model_outputs["constrained"], "generated_tokens": generated,
+                      "continuation": continuation}
+            if return_token_ids:
+                result["prompt_ids"] = model_outputs["input_ids"][0].tolist()
+                result["token_ids"] = ids[:generated]
+            results.append(result)
         return results
 
 

@@ -314,6 +314,73 @@ class GanSettings:
 
 
 @dataclass
+class RewardSettings:
+    """The reward of preference alignment (``train/align.py``), built from the evaluation suite
+    (``abcgen.evaluation.reward``). Validity is a gate, not a term: an invalid tune is never chosen. Each
+    weight multiplies a term in [0, 1] (or a penalty in [0, 1]); 0 switches a term off."""
+
+    key: float = field(default=1.0, metadata=_help(
+        "requested key found by Krumhansl-Schmuckler: 1 tonic and mode, 0.5 the key signature only, 0 neither"))
+    rhythm: float = field(default=2.0, metadata=_help(
+        "probability a rhythm classifier trained on the training split gives the requested rhythm (jig, reel, "
+        "...); its hash seed differs from the one abcgen evaluate uses"))
+    tonic_ending: float = field(default=0.5, metadata=_help("the last melody note is the requested key's tonic"))
+    repetition: float = field(default=0.5, metadata=_help(
+        "structure near the real tunes': 1 minus the distance of the tune's share of repeated bars from the "
+        "training tunes' median share, over that median (clipped to [0, 1])"))
+    repeated_notes: float = field(default=0.5, metadata=_help(
+        "the share of a note repeating the note before, near the training tunes' median (same form as "
+        "repetition): neither marking time nor avoiding every repeat"))
+    copy_penalty: float = field(default=2.0, metadata=_help(
+        "subtracted from a tune whose melody is within copy_threshold similarity of a training tune: no reward "
+        "for copying"))
+    copy_threshold: float = field(default=0.85, metadata=_help(
+        "normalised Levenshtein similarity to the nearest training tune at which a tune counts as a copy "
+        "(abcgen evaluate's copy rate uses 0.85)"))
+    diversity: float = field(default=0.5, metadata=_help(
+        "share of the tune's bar bigrams (pairs of consecutive bars) that no other tune of the round has: a "
+        "round of near-identical tunes earns less"))
+    abc2midi: bool = field(default=True, metadata=_help(
+        "also gate on abc2midi, the peer checker (needs the abcmidi package); false = our checks only"))
+
+
+@dataclass
+class AlignSettings:
+    """Preference alignment (``train/align.py``): rounds of on-policy generation, scoring, best-vs-worst
+    pairs per request and DPO. ``model.name_or_path`` is the model to align (a ``final/`` folder); a fresh
+    LoRA adapter (``lora.*``) is trained on it and the reference is the same model with the adapter off.
+    ``optim.lr``/``optim.warmup_steps``/``optim.schedule`` set the optimiser; the step count follows from the
+    pairs, so ``optim.max_steps`` is not used."""
+
+    rounds: int = field(default=3, metadata=_help("generate -> score -> pair -> DPO rounds; NotaGen used 3"))
+    requests_per_round: int = field(default=32, metadata=_help(
+        "condition sets drawn per round from the training split's labels (key, meter, rhythm, bars, ...); each "
+        "gives at most one pair"))
+    samples_per_request: int = field(default=4, metadata=_help(
+        "tunes generated per condition set; the best and the worst make its pair; more = wider margins, "
+        "slower rounds"))
+    max_bars: int = field(default=16, metadata=_help("bar counts drawn from real tunes are capped here "
+                                                         "(generation time grows with them)"))
+    temperature: float = field(default=1.0, metadata=_help("sampling temperature of the on-policy tunes"))
+    top_p: float = field(default=0.95, metadata=_help("nucleus sampling of the on-policy tunes"))
+    min_margin: float = field(default=0.1, metadata=_help(
+        "no pair when the best and the worst tune's rewards differ by less (noise, not a preference)"))
+    beta: float = field(default=0.1, metadata=_help(
+        "DPO temperature: how far the policy may move from the reference; lower = further (NotaGen: 0.1)"))
+    loss_type: str = field(default="sigmoid", metadata=_help(
+        "sigmoid (DPO) | ipo (squared, per-token log-ratios) | hinge (SLiC), as TRL names them"))
+    sft_weight: float = field(default=0.0, metadata=_help(
+        "adds this weight x the chosen tune's negative log-likelihood per token to the DPO loss (RPO; TRL's "
+        "rpo_alpha): keeps the chosen tunes likely, so the policy does not drift off the music; 0 = plain DPO"))
+    epochs_per_round: int = field(default=2, metadata=_help("passes over a round's pairs"))
+    pair_batch_size: int = field(default=8, metadata=_help("pairs per process per optimiser step"))
+    diversity_floor: float = field(default=0.8, metadata=_help(
+        "the diversity guard: alignment stops (keeping the last round's model) when a round's distinct bar "
+        "bigrams fall below this fraction of round 1's; 0 = never stop"))
+    reward: RewardSettings = field(default_factory=RewardSettings, metadata=_help("what a tune earns"))
+
+
+@dataclass
 class TrainConfig:
     """A whole run. Build it with ``load_config``/``parse_args``; check it with ``validate``."""
 
@@ -327,6 +394,8 @@ class TrainConfig:
     vae: VaeSettings = field(default_factory=VaeSettings,
                              metadata=_help("the sequence VAE (model.architecture=vae)"))
     gan: GanSettings = field(default_factory=GanSettings, metadata=_help("the piano-roll GAN (model.architecture=gan)"))
+    align: AlignSettings = field(default_factory=AlignSettings,
+                                 metadata=_help("preference alignment (train/align.py)"))
 
     def problems(self) -> list[str]:
         """Every invalid value, one message each naming the key, the value and the fix; the checks, section

@@ -29,12 +29,13 @@ PIN_MEMORY = ("auto", "always", "never")
 LOSS_IMPLEMENTATIONS = ("logits", "hidden")
 LOSS_ON = ("tune", "all")
 SCHEDULES = ("cosine", "linear", "constant")
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
 
 def all_problems(cfg: TrainConfig) -> list[str]:
     """Every problem of ``cfg``, section by section."""
     return [*model_problems(cfg), *lora_data_problems(cfg), *optim_problems(cfg), *run_problems(cfg),
-            *vae_problems(cfg), *gan_problems(cfg)]
+            *vae_problems(cfg), *gan_problems(cfg), *align_problems(cfg)]
 
 
 def model_problems(cfg: TrainConfig) -> list[str]:
@@ -189,6 +190,35 @@ def gan_problems(cfg: TrainConfig) -> list[str]:
     if cfg.model.architecture == "gan" and cfg.checkpoint.resume:
         out.append(f"checkpoint.resume={cfg.checkpoint.resume!r}: the GAN loop writes only the final model, so "
                    "there is nothing to resume from: leave checkpoint.resume empty")
+    return out
+
+
+def align_problems(cfg: TrainConfig) -> list[str]:
+    a, out = cfg.align, []
+    for key in ("rounds", "requests_per_round", "epochs_per_round", "pair_batch_size", "max_bars"):
+        _at_least(out, f"align.{key}", getattr(a, key), 1)
+    _at_least(out, "align.samples_per_request", a.samples_per_request, 2, " (a pair needs two tunes)")
+    _choice(out, "align.loss_type", a.loss_type, DPO_LOSS_TYPES)
+    if not a.beta > 0:
+        out.append(f"align.beta={a.beta!r} must be above 0 (0.1 is usual; lower lets the policy move further)")
+    if not a.temperature > 0:
+        out.append(f"align.temperature={a.temperature!r} must be above 0 (1.0 samples the model as trained)")
+    if not 0 < a.top_p <= 1:
+        out.append(f"align.top_p={a.top_p!r} must be above 0 and at most 1")
+    if not a.sft_weight >= 0:
+        out.append(f"align.sft_weight={a.sft_weight!r} must be 0 (plain DPO) or more (1 is RPO's)")
+    if not a.min_margin >= 0:
+        out.append(f"align.min_margin={a.min_margin!r} must be 0 or more (reward units)")
+    if not 0 <= a.diversity_floor <= 1:
+        out.append(f"align.diversity_floor={a.diversity_floor!r} must be between 0 (off) and 1")
+    r = a.reward
+    for key in ("key", "rhythm", "tonic_ending", "repetition", "repeated_notes", "copy_penalty", "diversity"):
+        value = getattr(r, key)
+        if not value >= 0:
+            out.append(f"align.reward.{key}={value!r} must be 0 (off) or more")
+    if not 0 < r.copy_threshold <= 1:
+        out.append(f"align.reward.copy_threshold={r.copy_threshold!r} must be above 0 and at most 1 (0.85 is "
+                   "abcgen evaluate's)")
     return out
 
 
