@@ -12,11 +12,11 @@ never sees half a file and a failed write leaves the previous one in place.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
+from abcgen.atomic import write_text_atomic
 from abcgen.errors import ConfigError
 
 __all__ = ["read_versioned", "write_versioned"]
@@ -77,10 +77,4 @@ def write_versioned(path: str | Path, kind: str, version: int, payload: Mapping[
     path = Path(path)
     text = json.dumps({"schema_version": version, "kind": kind, **payload}, indent=indent, sort_keys=sort_keys,
                       ensure_ascii=False, default=default) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, text)

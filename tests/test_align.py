@@ -122,7 +122,7 @@ def test_the_reward_gates_on_validity_and_scores_real_tunes() -> None:
     assert not results[2].valid and results[2].problems == ["truncated"]  # the pipeline's verdict is a gate too
     # a training tune itself is a copy: the penalty takes the copy_penalty off
     copied = scorer.score([{"abc": rows[0]["abc"], "valid": True}], [{"key": "D major"}])[0]
-    assert copied.copy == pytest.approx(1.0)
+    assert copied.copy == pytest.approx(1.0) and copied.copied
     settings = RewardSettings()
     expected = sum(getattr(settings, k) * v for k, v in copied.terms.items() if v is not None) - settings.copy_penalty
     assert copied.total == pytest.approx(expected, abs=1e-5)

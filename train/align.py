@@ -168,30 +168,40 @@ def generate_round(cfg: TrainConfig, pipe: Any, requests: list[Request], round_i
 
 def score_and_pair(cfg: TrainConfig, scorer: RewardScorer | None, tunes: list[dict[str, Any]],
                    requests: list[Request], accelerator: Accelerator) -> dict[str, Any]:
-    """Rewards (main process: abc2midi and the classifier run once) and the round's pairs, on every process."""
+    """Rewards (main process: abc2midi and the classifier run once), the round's pairs and the distinct bar
+    bigrams of its valid tunes, on every process."""
     payload: list[Any] = [None]
     if accelerator.is_main_process:
-        rewards = scorer.score(tunes, [requests[t["request"]].conditions for t in tunes])
+        pieces = read_pieces([t["abc"] for t in tunes])
+        rewards = scorer.score(tunes, [requests[t["request"]].conditions for t in tunes], pieces)
+        valid = [piece for piece, reward in zip(pieces, rewards, strict=True) if reward.valid]
         groups: dict[int, list[int]] = {}
         for i, tune in enumerate(tunes):
             groups.setdefault(tune["request"], []).append(i)
         outcome = build_pairs(list(groups.values()), rewards, cfg.align.min_margin)
-        payload = [{"rewards": [r.as_dict() for r in rewards], "pairs": outcome.pairs, "skipped": outcome.skipped}]
+        payload = [{"rewards": [r.as_dict() for r in rewards], "pairs": outcome.pairs, "skipped": outcome.skipped,
+                    "distinct_bar_bigrams": round(distinct_bar_ngrams(valid, 2), 4) if valid else None}]
     if accelerator.num_processes > 1:
         broadcast_object_list(payload, from_process=0)
     return payload[0]
 
 
 @torch.no_grad()
-def reference_logps(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int) -> None:
-    """``ref_chosen_logp``/``ref_rejected_logp`` of every pair under the reference (the adapter off), in place."""
-    for start in range(0, len(pairs), batch_size):
+def reference_logps(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int,
+                    accelerator: Accelerator) -> None:
+    """``ref_chosen_logp``/``ref_rejected_logp`` of every pair under the reference (the adapter off), in place,
+    on every process. The batches are those of one process whatever the count (the same numbers to the last
+    bit), dealt out to the processes and gathered back."""
+    starts = list(range(0, len(pairs), batch_size))
+    mine = []
+    for start in starts[accelerator.process_index::accelerator.num_processes]:
         chunk = pairs[start:start + batch_size]
         with model.disable_adapter():
             logps, _ = completion_logps(model, collate_pairs(chunk, pad_id))
         chosen, rejected = logps.split(len(chunk))
-        for pair, c, r in zip(chunk, chosen.tolist(), rejected.tolist(), strict=True):
-            pair["ref_chosen_logp"], pair["ref_rejected_logp"] = c, r
+        mine += [(start + i, c, r) for i, (c, r) in enumerate(zip(chosen.tolist(), rejected.tolist(), strict=True))]
+    for index, c, r in (gather_object(mine) if accelerator.num_processes > 1 else mine):
+        pairs[index]["ref_chosen_logp"], pairs[index]["ref_rejected_logp"] = c, r
 
 
 def round_pairs(tunes: list[dict[str, Any]], requests: list[Request], scored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -219,7 +229,6 @@ def round_report(round_index: int, tunes: list[dict[str, Any]], scored: dict[str
         kept = [v for v in values if v is not None]
         return round(sum(kept) / len(kept), 4) if kept else None
 
-    pieces = read_pieces([t["abc"] for t, r in zip(tunes, rewards, strict=True) if r["valid"]])
     requests = len({t["request"] for t in tunes})
     return {
         "round": round_index,
@@ -227,8 +236,8 @@ def round_report(round_index: int, tunes: list[dict[str, Any]], scored: dict[str
         "requests": requests, "pairs": len(pairs), "skipped": scored["skipped"],
         "mean_reward": mean([r["total"] for r in valid]),
         "terms": {name: mean([r["terms"].get(name) for r in valid]) for name in TERMS},
-        "copies": sum(1 for r in valid if r["total"] is not None and r.get("copy") is not None and r["copy"] >= 0.85),
-        "distinct_bar_bigrams": round(distinct_bar_ngrams(pieces, 2), 4) if pieces else None,
+        "copies": sum(r["copied"] for r in valid),
+        "distinct_bar_bigrams": scored["distinct_bar_bigrams"],
         "mean_margin": mean([p["chosen"]["total"] - p["rejected"]["total"] for p in pairs
                              if p["rejected"]["total"] is not None]),
         "seconds": round(seconds, 1),
@@ -356,7 +365,7 @@ def align(argv: list[str]) -> dict[str, Any]:
         tunes = generate_round(cfg, pipe, requests, round_index, accelerator)
         scored = score_and_pair(cfg, scorer, tunes, requests, accelerator)
         pairs = round_pairs(tunes, requests, scored)
-        reference_logps(policy, pairs, pad_id, a.pair_batch_size)
+        reference_logps(policy, pairs, pad_id, a.pair_batch_size, accelerator)
         report = round_report(round_index, tunes, scored, pairs, time.perf_counter() - round_started)
         if accelerator.is_main_process:
             write_round(out, round_index, pairs, report)

@@ -51,12 +51,14 @@ TERMS = ("key", "rhythm", "tonic_ending", "repetition", "repeated_notes", "diver
 class TuneReward:
     """One tune's reward: ``total`` is ``None`` for an invalid tune (the gate); ``terms`` are each in [0, 1]
     before weighting (``None`` where the request or the corpus leaves a term undefined, e.g. no rhythm
-    asked); ``copy`` is the similarity to the nearest training tune."""
+    asked); ``copy`` is the similarity to the nearest training tune, ``copied`` whether it reached the
+    copy threshold (and lost the copy penalty)."""
 
     valid: bool
     total: float | None
     terms: dict[str, float | None] = field(default_factory=dict)
     copy: float | None = None
+    copied: bool = False
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,16 +116,21 @@ class RewardScorer:
                  "over %s", len(pieces), self.targets["bar_repeats"], self.targets["repeated_notes"],
                  ", ".join(self.rhythm.labels) if self.rhythm else "none")
 
-    def score(self, tunes: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[str, Any]]) -> list[TuneReward]:
+    def score(self, tunes: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[str, Any]],
+              pieces: Sequence[Piece] | None = None) -> list[TuneReward]:
         """One ``TuneReward`` per tune. ``tunes[i]``: a pipeline result (``abc``, ``valid``, ``problems``);
-        ``requests[i]``: the conditions it was generated for (``key``, ``rhythm``, ...)."""
+        ``requests[i]``: the conditions it was generated for (``key``, ``rhythm``, ...); ``pieces``: the
+        tunes already read (``read_pieces`` of their ``abc``), when the caller needs them too."""
         from abcgen.evaluation.keys import key_adherence
         from abcgen.evaluation.metrics import abc2midi_valid, piece_values
 
         if len(tunes) != len(requests):
             raise ValueError(f"{len(tunes)} tunes for {len(requests)} requests: give one request per tune")
         s = self.settings
-        pieces = read_pieces([str(t["abc"]) for t in tunes], [f"generated #{i}" for i in range(len(tunes))])
+        if pieces is None:
+            pieces = read_pieces([str(t["abc"]) for t in tunes], [f"generated #{i}" for i in range(len(tunes))])
+        elif len(pieces) != len(tunes):
+            raise ValueError(f"{len(pieces)} pieces for {len(tunes)} tunes: give one piece per tune")
         peer = abc2midi_valid(pieces) if s.abc2midi else [True] * len(pieces)
         valid = [bool(t["valid"]) and p.ok and ok for t, p, ok in zip(tunes, pieces, peer, strict=True)]
         kept = [p for p, v in zip(pieces, valid, strict=True) if v]
@@ -152,13 +159,14 @@ class RewardScorer:
             terms["diversity"] = next(shares)
             kept_index += 1
             total = sum(getattr(s, name) * value for name, value in terms.items() if value is not None)
-            similarity = None
+            similarity, copied = None, False
             if self.novelty is not None:
                 similarity = self.novelty.nearest(piece).similarity
-                if not math.isnan(similarity) and similarity >= s.copy_threshold:
+                copied = not math.isnan(similarity) and similarity >= s.copy_threshold
+                if copied:
                     total -= s.copy_penalty
             out.append(TuneReward(True, round(total, 6), {k: _round(v) for k, v in terms.items()},
-                                  _round(similarity)))
+                                  _round(similarity), copied))
         return out
 
 
