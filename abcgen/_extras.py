@@ -17,7 +17,7 @@ from abcgen.errors import MissingExtraError
 # extra name -> (what it is for, the top-level modules it provides). Kept in step with
 # [project.optional-dependencies] in pyproject.toml (tests/test_packaging.py checks it).
 EXTRAS: dict[str, tuple[str, frozenset[str]]] = {
-    "render": ("sheet music rendering (SVG, PNG)", frozenset({"verovio", "cairosvg"})),
+    "render": ("sheet music rendering (SVG, PNG) and MIDI piano rolls", frozenset({"verovio", "cairosvg", "matplotlib"})),
     "eval": ("abcgen evaluate (metrics, novelty, style classifier, plots)",
              frozenset({"scipy", "rapidfuzz", "matplotlib"})),
     "tracking": ("tensorboard tracking of training runs", frozenset({"tensorboard"})),

@@ -33,7 +33,7 @@ def _register_pipeline() -> None:
     # Importing the pipeline module registers the task (its last line). When that module is the one whose
     # own ``from transformers import Pipeline`` triggered this hook, it is half-imported: import_module
     # returns it as is, and it registers itself when it finishes.
-    importlib.import_module("abcgen.generation.pipeline")
+    importlib.import_module("abcgen.generation.pipeline")  # which imports midi_pipeline (midi-generation) last
 
 
 def _register_model_configs() -> None:

@@ -116,6 +116,21 @@ IDENTITY_FILE = "abcgen_model.json"  # written by training beside the weights: t
 # The same fingerprint in the model's own config (config.json), so a loaded model object carries it; training
 # sets it whenever a model is built or grown for a tokenizer.
 CONFIG_KEY = "abcgen_tokenizer_fingerprint"
+# What the model writes, in its config.json: "abc" (also when absent: every model before REMI) or "remi".
+REPRESENTATION_KEY = "abcgen_representation"
+
+
+def model_representation(model_or_folder: Any) -> str:
+    """``"abc"`` or ``"remi"``: what a model (object or folder) was trained to write (``REPRESENTATION_KEY``)."""
+    if isinstance(model_or_folder, str | Path):
+        config = Path(model_or_folder) / "config.json"
+        try:
+            value = json.loads(config.read_text(encoding="utf-8")).get(REPRESENTATION_KEY) if config.is_file() else None
+        except (OSError, ValueError):
+            value = None
+    else:
+        value = getattr(getattr(model_or_folder, "config", None), REPRESENTATION_KEY, None)
+    return str(value or "abc")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

@@ -145,8 +145,47 @@ def test_real_collection_with_chorales_and_remi(tmp_path: Path) -> None:
                                       validation_fraction=0.0, test_fraction=0.0), progress=False)
     assert report["tunes"]["in"] == 6 and report["tunes"]["accepted"] >= 5
     rows = list(load_corpus(tmp_path / "c")["train"])
-    assert all(row["num_voices"] >= 4 and row["remi"].startswith("Bar_None") for row in rows)
+    assert all(row["num_voices"] >= 4 for row in rows)
     assert all("\nV:1\n" in row["abc"] for row in rows)
+    # Four voices: one program each (40-43). More voices than that (bwv1.6 has a horn): no REMI text, and
+    # the report says why; every accepted tune is counted once.
+    remi = report["remi"]
+    assert remi["tunes"] == report["tunes"]["accepted"] == len(rows)
+    assert remi["tunes"] == remi["exact"] + sum(remi["not_exact"].values()) + sum(remi["failed"].values())
+    assert remi["failed"] == {"more voices than REMI programs": 1}
+    assert [Path(r["file"]).name for r in report["remi_failures"]] == ["bwv1.6.mxl"]
+    for row in rows:
+        if row["num_voices"] == 4:
+            assert {t for t in row["remi"].split() if t.startswith("Program_")} == {
+                "Program_40", "Program_41", "Program_42", "Program_43"}
+        else:
+            assert row["remi"] == ""
+
+
+def test_remi_column_report_and_transpositions(tmp_path: Path) -> None:
+    """``--remi`` on O'Neill's: every row (transpositions too) gets REMI text; the report's REMI section adds
+    up, lists the tunes that do not come back exactly with their reason, and the console table says so."""
+    from abcgen.corpus.build import format_report
+    from abcgen.notation.remi import REASON_ONSET
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = (sources.music21_corpus_dir() / "oneills1850" / "0001-0050.abc").read_bytes()
+    (folder / "oneills.abc").write_bytes(text[: text.index(b"X: 9\n")])  # tunes 1-8: 3 rejected by the build
+    report = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "c", remi=True, workers=1,
+                                      transpose_augment=(2,), validation_fraction=0.0, test_fraction=0.0),
+                          progress=False)
+    remi = report["remi"]
+    assert remi["tunes"] == report["tunes"]["accepted"] == 5
+    assert (remi["exact"], remi["not_exact"], remi["failed"]) == (4, {REASON_ONSET: 1}, {})
+    assert [r["title"] for r in report["remi_not_exact"]] == ["Fare You Well"]  # grace notes of a 1/64 note
+    assert remi["transpositions"] == {"rows": 5, "exact": 4, "not_exact": {REASON_ONSET: 1}, "failed": {}}
+    rows = list(load_corpus(tmp_path / "c")["train"])
+    assert len(rows) == 10 and all(row["remi"].startswith("Bar_None TimeSig_") for row in rows)
+    assert "REMI: 4 of 5 tunes exact" in format_report(report)
+    # without --remi: no section, empty column
+    plain = build_corpus(BuildConfig(sources=[str(folder)], out=tmp_path / "d", workers=1), progress=False)
+    assert plain["remi"] is None and not any(row["remi"] for s in load_corpus(tmp_path / "d").values() for row in s)
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -159,3 +159,34 @@ def test_two_processes_train_disjoint_data_and_end_identical(setup: dict[str, Pa
 def test_bad_config_is_a_one_line_error_naming_the_fix(setup: dict[str, Path]) -> None:
     result = _finetune("--lora.rank", "8", check=False)
     assert result.returncode != 0 and "did you mean 'r'" in result.stderr
+
+
+def test_remi_lora_adds_the_remi_tokens_and_writes_a_midi_model(setup: dict[str, Path], base_run: Path) -> None:
+    """``data.representation: remi`` through the same script: the REMI vocabulary added to the base's tokenizer
+    (each row started from its meaning), trained through LoRA, and a final model ``midi-generation`` loads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    import abcgen  # noqa: F401  (registers midi-generation)
+    from abcgen.model_folder import model_representation
+    from abcgen.tokenization.remi import remi_vocabulary
+
+    corpus = setup["root"] / "corpus-remi"
+    build_corpus(BuildConfig(sources=["music21:miscFolk"], out=corpus, workers=2, remi=True), progress=False)
+    run = setup["root"] / "remi-run"
+    _finetune("--data.corpus", str(corpus), "--data.representation", "remi", "--model.method", "lora",
+              "--model.name_or_path", str(base_run / "final"), "--model.tokenizer", "", "--data.max_length", "512",
+              "--lora.r", "4", "--checkpoint.output_dir", str(run), "--optim.max_steps", "6",
+              "--logging.eval_every", "6", "--logging.num_samples", "1")
+    summary = _summary(run)
+    assert summary["new_token_rows"] >= len(remi_vocabulary())
+    assert summary["data"]["train"]["tunes"] > 100 and summary["data"]["train"]["no_text"] < 10
+    assert summary["samples"] and "Bar_None" in summary["samples"][0]["abc"]  # the sample logged is REMI
+    final = run / "final"
+    assert model_representation(final) == "remi"
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    assert all(token in tokenizer.get_vocab() for token in remi_vocabulary())
+    assert AutoModelForCausalLM.from_pretrained(final).config.abcgen_representation == "remi"
+    piece = pipeline("midi-generation", model=str(final))(meter="6/8", bars=2, programs=[40], seed=0)[0]
+    assert piece["valid"], piece["problems"]
+    bad = _finetune("--data.corpus", str(corpus), "--data.representation", "midi", check=False)
+    assert bad.returncode == 2 and "data.representation" in bad.stderr and "abc, remi" in bad.stderr

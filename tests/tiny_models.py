@@ -129,11 +129,12 @@ def tiny_causal_lm(vocab_size: int, tied: bool, seed: int = 0):
 
 
 def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dict[str, str] | None = None,
-                            vocab: Any = None) -> Path:
+                            vocab: Any = None, remi: bool = False) -> Path:
     """A saved, untrained model folder as train/finetune.py writes one: a music tokenizer over the tiny
     base, a random 2-layer Llama sized to it, and a control vocabulary. For pipeline tests.
     ``extra_labels`` are added to every training row (a registered condition's value, for one); ``vocab``
-    (a ``ControlVocabulary``, e.g. a corpus's) replaces the built-in one."""
+    (a ``ControlVocabulary``, e.g. a corpus's) replaces the built-in one. ``remi=True``: the REMI tokens are
+    added and the model is marked as a REMI model (``midi-generation``), as ``data.representation: remi`` does."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -149,11 +150,19 @@ def tiny_music_model_folder(folder: str | Path, seed: int = 0, extra_labels: dic
     vocab = vocab if vocab is not None else ControlVocabulary.from_rows(rows, min_count=1)
     base = tiny_base_tokenizer(folder / "_base")
     tokenizer = build_music_tokenizer(base, load_default_spec(), vocab)
+    if remi:
+        from abcgen.tokenization.remi import add_remi_tokens
+
+        add_remi_tokens(tokenizer)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=-(-len(tokenizer) // 64) * 64, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                          max_position_embeddings=2048, tie_word_embeddings=True,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if remi:
+        from abcgen.model_folder import REPRESENTATION_KEY
+
+        setattr(config, REPRESENTATION_KEY, "remi")
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     vocab.save(folder)

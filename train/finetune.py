@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from abcgen.controls import ControlVocabulary, row_controls
 from abcgen.corpus.build import load_corpus
 from abcgen.errors import ConfigError
+from abcgen.generation.midi_pipeline import sample_remi
 from abcgen.generation.sampling import sample_tunes
 from abcgen.model_folder import check_tokenizer_matches
 from abcgen.training.attention import packed_attention_path, prepare_attention_implementation
@@ -171,7 +172,7 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, accelerator: Accelerator) -> 
             # no condition dropout on eval: its loss must be comparable from run to run
             condition_dropout=cfg.data.condition_dropout if split == cfg.data.train_split else 0.0,
             unconditional_dropout=cfg.data.unconditional_dropout if split == cfg.data.train_split else 0.0,
-            seed=cfg.optim.seed, detailed=True,
+            seed=cfg.optim.seed, detailed=True, representation=cfg.data.representation,
         )
         packed[split] = pack_examples(examples, cfg.data.max_length, seed=cfg.optim.seed,
                                       pad_id=tokenizer.pad_token_id or 0)
@@ -356,10 +357,10 @@ def train(argv: list[str]) -> dict[str, Any]:
 
     # Tokenizer and model. The tokenizer is built once (main process), then read by everyone.
     with accelerator.main_process_first():
-        tokenizer, base_tokenizer = build_tokenizer(cfg.model, cfg.data.corpus, out)
+        tokenizer, base_tokenizer = build_tokenizer(cfg.model, cfg.data.corpus, out, cfg.data.representation)
     identity = run_identity(cfg, tokenizer)
     resume_from = resume_point(cfg, identity)  # before the model is loaded: a refused resume costs nothing
-    model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer)
+    model, new_token_ids = load_model(cfg.model, tokenizer, base_tokenizer, cfg.data.representation)
     # every id the tokenizer gives has an embedding row (the base's own tokenizer was checked by build_tokenizer)
     check_tokenizer_matches(model, tokenizer, fingerprint=False)
     token_rows = trained_token_rows(cfg.lora, tokenizer, new_token_ids) if cfg.model.method == "lora" else []
@@ -432,10 +433,11 @@ def train(argv: list[str]) -> dict[str, Any]:
                              metrics["eval_loss"], metrics["eval_perplexity"])
                 if accelerator.is_main_process and cfg.logging.num_samples and data["eval_conditions"]:
                     with eager_mode():  # generation shapes would each be a compilation
-                        samples = sample_tunes(accelerator.unwrap_model(model), tokenizer, data["vocab"],
-                                               data["eval_conditions"][: cfg.logging.num_samples],
-                                               max_new_tokens=cfg.logging.sample_max_new_tokens,
-                                               seed=cfg.optim.seed + step)
+                        sampler = sample_remi if cfg.data.representation == "remi" else sample_tunes
+                        samples = sampler(accelerator.unwrap_model(model), tokenizer, data["vocab"],
+                                          data["eval_conditions"][: cfg.logging.num_samples],
+                                          max_new_tokens=cfg.logging.sample_max_new_tokens,
+                                          seed=cfg.optim.seed + step)
                     record["samples"] = [asdict(sample) for sample in samples]
                     for sample in samples:
                         log.info("sample (%s, bar check %s):\n%s", sample.conditions,

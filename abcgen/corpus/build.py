@@ -5,12 +5,18 @@ Order of work (each step's counts go to the report; tunes in = accepted + reject
 1. resolve sources into files; read ABC files (UTF-8, else Latin-1) and split them into tunes; score
    files (MusicXML, MIDI, kern) are one tune each, converted to ABC in the workers;
 2. per tune, in a process pool: normalise, lex, check bars / repeats / truncation, derive labels and
-   the transposition-invariant melody fingerprint (optionally the REMI text);
+   the transposition-invariant melody fingerprint (optionally the REMI text and its round trip,
+   ``abcgen.notation.remi.remi_round_trip``);
 3. de-duplicate on the fingerprint, keeping the first occurrence in source order -- BEFORE splitting,
    so a tune and its transposition can never sit in two splits;
 4. split deterministically by a hash of the fingerprint (stable when the corpus grows);
 5. augment the train split by transposition (optional);
 6. save the ``DatasetDict``, ``report.json`` and ``control_vocabulary.json``.
+
+With ``remi``, the report's ``remi`` section counts every accepted tune once: tunes = exact + not_exact
+(by reason: what REMI's grid and ranges lose) + failed (by reason: no REMI text, the ``remi`` column is
+""); ``remi_not_exact`` and ``remi_failures`` list them. Transposed train rows get REMI text too, counted
+the same way in ``remi.transpositions``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from abcgen.notation.bars import events_by_voice
 from abcgen.notation.checks import check_tune
 from abcgen.notation.musicxml import musicxml_to_abc
 from abcgen.notation.pitches import melody_fingerprint
-from abcgen.notation.remi import abc_to_remi
+from abcgen.notation.remi import remi_round_trip
 from abcgen.notation.structure import derive_form
 from abcgen.notation.transpose import transpose_tune
 from abcgen.notation.tune import Tune, normalise_tune, split_tunes
@@ -78,7 +84,7 @@ class BuildConfig:
     validation_fraction: float = 0.05  # share of de-duplicated tunes in validation
     test_fraction: float = 0.05  # share in test; the rest is train
     split_seed: int = 0  # salt of the split hash: change it for a different, still deterministic split
-    remi: bool = False  # also write REMI token text (ABC -> abc2midi -> miditok); ~20 ms a tune
+    remi: bool = False  # also write REMI text (ABC -> abc2midi -> miditok) and check its round trip; ~30 ms a tune
     transpose_augment: tuple[int, ...] = ()  # semitone shifts added to the train split only
     bar_check: str = "reject"  # reject: a tune with a bad bar is rejected; flag: kept, counted; off
     workers: int = 0  # processes; 0 = all cores
@@ -119,7 +125,10 @@ class Outcome:
     reason: str = ""
     title: str = ""
     augmented: list[dict[str, Any]] = field(default_factory=list)
-    remi_error: str = ""
+    remi_error: str = ""  # no REMI text: why
+    remi_loss: str = ""  # REMI text that does not give the notes back exactly: the reason kind
+    # Each transposition's REMI: ("exact", ""), ("not_exact", reason kind) or ("failed", error).
+    augmented_remi: list[tuple[str, str]] = field(default_factory=list)
 
 
 def split_of(fingerprint: str, config: BuildConfig) -> str:
@@ -205,6 +214,17 @@ def reason_kind(reason: str) -> str:
     return text
 
 
+def _add_remi(row: dict[str, Any]) -> tuple[str, str]:
+    """Fill ``row["remi"]`` and return (why its notes do not come back exactly, why there is no text): both ""
+    for an exact round trip. Never raises: a failure leaves ``remi`` "" and is reported."""
+    try:
+        trip = remi_round_trip(row["abc"])
+    except Exception as exc:  # AbcgenError for what REMI cannot hold; anything else is a converter's bug
+        return "", str(exc) if isinstance(exc, AbcgenError) else f"{type(exc).__name__}: {exc}"
+    row["remi"] = trip.remi
+    return trip.reason, ""
+
+
 def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
     """Worker: everything that happens to one tune. Never raises for bad input."""
     index, job, config = args
@@ -222,10 +242,7 @@ def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
         return Outcome(index, reason=reason, title=tune.title)
     outcome = Outcome(index, row=row, title=tune.title)
     if config.remi:
-        try:
-            row["remi"] = abc_to_remi(row["abc"])
-        except AbcgenError as exc:
-            outcome.remi_error = str(exc)
+        outcome.remi_loss, outcome.remi_error = _add_remi(row)
     if config.transpose_augment and split_of(row["fingerprint"], config) == "train":
         for shift in config.transpose_augment:
             try:
@@ -237,6 +254,10 @@ def process_job(args: tuple[int, Job, BuildConfig]) -> Outcome:
             if extra:
                 extra["transposition"] = shift
                 extra["fingerprint"] = row["fingerprint"]
+                if config.remi:
+                    loss, error = _add_remi(extra)
+                    outcome.augmented_remi.append(("failed", error) if error else
+                                                  ("not_exact", loss) if loss else ("exact", ""))
                 outcome.augmented.append(extra)
     return outcome
 
@@ -322,6 +343,8 @@ def build_corpus(config: BuildConfig, *, progress: bool = True, overwrite: bool 
         "rejection_reasons": dict(reason_counts.most_common()),
         "rejected": rejected,
         "duplicates": duplicates,
+        "remi": _remi_summary(placed) if config.remi else None,
+        "remi_not_exact": placed.remi_not_exact,
         "remi_failures": placed.remi_errors,
         "per_source": _per_source(jobs, outcomes, duplicates),
         "labels": _label_counts(rows),
@@ -329,6 +352,10 @@ def build_corpus(config: BuildConfig, *, progress: bool = True, overwrite: bool 
     }
     if report["tunes"]["in"] != accepted + len(rejected) + len(duplicates):  # pragma: no cover - invariant
         raise AssertionError("corpus report does not add up: in != accepted + rejected + duplicates")
+    remi = report["remi"]
+    if remi and (remi["tunes"] != accepted or accepted != remi["exact"] + sum(remi["not_exact"].values())
+                 + sum(remi["failed"].values())):  # pragma: no cover - invariant
+        raise AssertionError("REMI report does not add up: accepted != exact + not_exact + failed")
     # Everything into a temporary sibling, renamed into place at the end: never half old, half new.
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         # One shard per split: an empty split saved with datasets' default (0 shards) cannot be loaded back.
@@ -364,12 +391,15 @@ def _process_jobs(jobs: list[Job], config: BuildConfig, *, progress: bool) -> li
 @dataclass
 class _Sorted:
     """The outcomes sorted: accepted rows by split (train with its transpositions), rejections,
-    duplicates of an earlier tune, and tunes whose REMI text could not be made."""
+    duplicates of an earlier tune, and the accepted tunes' REMI: exact, not exact (why), no text (why)."""
 
     rows: dict[str, list[dict[str, Any]]]
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     remi_errors: list[dict[str, Any]] = field(default_factory=list)
+    remi_not_exact: list[dict[str, Any]] = field(default_factory=list)
+    remi_exact: int = 0
+    transposed_remi: list[tuple[str, str]] = field(default_factory=list)  # see Outcome.augmented_remi
 
 
 def _sort_outcomes(jobs: list[Job], outcomes: list[Outcome], config: BuildConfig) -> _Sorted:
@@ -394,9 +424,34 @@ def _sort_outcomes(jobs: list[Job], outcomes: list[Outcome], config: BuildConfig
         result.rows[split].append(outcome.row)
         if split == "train":
             result.rows["train"] += outcome.augmented
+            result.transposed_remi += outcome.augmented_remi
         if outcome.remi_error:
             result.remi_errors.append({**where, "reason": outcome.remi_error})
+        elif outcome.remi_loss:
+            result.remi_not_exact.append({**where, "reason": outcome.remi_loss})
+        else:
+            result.remi_exact += 1
     return result
+
+
+def _remi_summary(placed: _Sorted) -> dict[str, Any]:
+    """The report's ``remi`` section: every accepted tune is exact, not exact (by reason) or failed (by the
+    kind of its error); the transposed train rows likewise."""
+    not_exact = Counter(r["reason"] for r in placed.remi_not_exact)
+    failed = Counter(reason_kind(r["reason"]) for r in placed.remi_errors)
+    moved = placed.transposed_remi
+    return {
+        "tunes": placed.remi_exact + len(placed.remi_not_exact) + len(placed.remi_errors),
+        "exact": placed.remi_exact,
+        "not_exact": dict(not_exact.most_common()),
+        "failed": dict(failed.most_common()),
+        "transpositions": {
+            "rows": len(moved),
+            "exact": sum(1 for status, _ in moved if status == "exact"),
+            "not_exact": dict(Counter(reason for status, reason in moved if status == "not_exact").most_common()),
+            "failed": dict(Counter(reason_kind(reason) for status, reason in moved if status == "failed").most_common()),
+        },
+    }
 
 
 def _all_rejected_error(config: BuildConfig, num_jobs: int, rejected: list[dict[str, Any]]) -> ConfigError:
@@ -441,8 +496,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"splits: " + ", ".join(f"{k} {v}" for k, v in report["splits"].items())
         + (f" (train includes {t['augmented']} transpositions)" if t["augmented"] else ""),
         "rejections: " + (", ".join(f"{k} {v}" for k, v in list(report["rejection_reasons"].items())[:8]) or "none"),
-        f"built in {report['seconds']} s",
     ]
+    if remi := report.get("remi"):
+        lines.append(f"REMI: {remi['exact']} of {remi['tunes']} tunes exact; not exact: "
+                     + (", ".join(f"{k} {v}" for k, v in remi["not_exact"].items()) or "none") + "; failed: "
+                     + (", ".join(f"{k} {v}" for k, v in remi["failed"].items()) or "none"))
+    lines.append(f"built in {report['seconds']} s")
     return "\n".join(lines)
 
 

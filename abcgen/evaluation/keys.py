@@ -49,10 +49,12 @@ __all__ = [
     "KEY_PROFILES",
     "MODE_METHODS",
     "bars_adherence",
+    "compare_keys",
     "estimate_key",
     "estimate_mode",
     "form_adherence",
     "key_adherence",
+    "key_from_histogram",
     "meter_adherence",
     "mode_adherence",
     "mode_quality",
@@ -102,8 +104,14 @@ def estimate_key(piece: Piece, profile: str = "krumhansl") -> Key:
     pitch-class histogram, spelt with the fewest accidentals. ``NO_KEY`` for a piece without notes (or with
     every pitch class equally long, where no key is preferred). Raises ``ConfigError`` for an unknown
     profile."""
+    return key_from_histogram(pitch_class_durations(piece), profile)
+
+
+def key_from_histogram(histogram: np.ndarray, profile: str = "krumhansl") -> Key:
+    """``estimate_key`` of a (12,) duration-weighted pitch-class histogram (C = 0, any time unit), for notes
+    that are not a ``Piece`` (MIDI: ``abcgen.evaluation.midi``). ``NO_KEY`` for an all-equal histogram."""
     profiles = _standardised_profiles(profile)
-    histogram = pitch_class_durations(piece)
+    histogram = np.asarray(histogram, dtype=np.float64)
     spread = histogram.std()
     if spread == 0:
         return NO_KEY
@@ -129,8 +137,15 @@ def key_adherence(piece: Piece, requested: Key, profile: str = "krumhansl") -> d
     module docstring). ``signature``: the same key signature up to enharmonic spelling, so relative keys
     count (E minor for G major, A dorian for G major); a requested key's explicit extra accidentals
     (``K:D =c``) are ignored. Raises ``ConfigError`` for a requested key without a tonic (``K:none``)."""
+    mode_quality(requested.mode)  # K:none raises before the notes are looked at
+    return compare_keys(estimate_key(piece, profile), requested)
+
+
+def compare_keys(estimated: Key, requested: Key) -> dict[str, bool]:
+    """``key_adherence``'s comparison of an estimated major/minor key with a requested key: ``exact`` (tonic
+    and quality) and ``signature`` (key signature up to enharmonic spelling); both False when ``estimated``
+    is ``NO_KEY``. Raises ``ConfigError`` for a requested key without a tonic (``K:none``)."""
     wanted_quality = mode_quality(requested.mode)
-    estimated = estimate_key(piece, profile)
     if not estimated.tonic:
         return {"exact": False, "signature": False}
     return {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -94,18 +94,24 @@ class NoveltyIndex:
 
     ``pieces`` are the training split's pieces, in order: ``Neighbour.index`` points into this list.
     Pieces without a melody are kept out of the search (they can match nothing) but keep their positions.
+
+    ``symbols`` turns a piece into its symbol sequence (one hashable per note; default ``melody_symbols``);
+    another one indexes pieces that are not ``Piece`` objects, such as MIDI (``abcgen.evaluation.midi``),
+    which then need only a ``name``. Queries go through the same function.
     """
 
-    def __init__(self, pieces: Sequence[Piece], *, progress: bool = False) -> None:
+    def __init__(self, pieces: Sequence[Any], *, progress: bool = False,
+                 symbols: Callable[[Any], Sequence[Hashable]] = melody_symbols) -> None:
         # Every (interval, duration) pair seen in training gets an id; a query's unseen pairs all map to one
         # reserved id that no training sequence contains, so they count as mismatches and the index stays
         # immutable. Ids are assigned in order of first appearance, so the same pieces give the same index.
-        self._symbol_ids: dict[tuple[int | None, Fraction], int] = {}
+        self._symbols = symbols
+        self._symbol_ids: dict[Hashable, int] = {}
         self._sequences: list[str] = []
         self._positions: list[int] = []  # position in ``pieces`` of each stored sequence
         self._names: list[str] = [p.name for p in pieces]
         for position, piece in enumerate(tqdm(pieces, desc="novelty index", unit="tune", disable=not progress)):
-            pairs = melody_symbols(piece)
+            pairs = symbols(piece)
             if not pairs:
                 continue
             ids = [self._symbol_ids.setdefault(pair, len(self._symbol_ids)) for pair in pairs]
@@ -123,15 +129,15 @@ class NoveltyIndex:
     def num_symbols(self) -> int:
         return len(self._symbol_ids)
 
-    def encode(self, piece: Piece) -> str:
+    def encode(self, piece: Any) -> str:
         """``piece``'s symbol sequence as the index stores it, one character per note ("" without notes)."""
         chars = []
-        for pair in melody_symbols(piece):
+        for pair in self._symbols(piece):
             symbol_id = self._symbol_ids.get(pair)
             chars.append(self._unseen if symbol_id is None else chr(_codepoint(symbol_id)))
         return "".join(chars)
 
-    def nearest(self, piece: Piece) -> Neighbour:
+    def nearest(self, piece: Any) -> Neighbour:
         """The training tune of maximum normalised Levenshtein similarity to ``piece`` (the first of equals).
 
         rapidfuzz's ``extractOne`` raises its score cutoff to the best similarity found so far, which lets
@@ -142,7 +148,7 @@ class NoveltyIndex:
         _, score, stored = process.extractOne(query, self._sequences, scorer=Levenshtein.normalized_similarity)
         return self._neighbour(float(score), stored)
 
-    def nearest_many(self, pieces: Sequence[Piece], *, workers: int = 1, progress: bool = False) -> list[Neighbour]:
+    def nearest_many(self, pieces: Sequence[Any], *, workers: int = 1, progress: bool = False) -> list[Neighbour]:
         """``nearest`` for many pieces at once: the same answers, in blocks of rapidfuzz ``cdist``
         (similarity matrix of a block of queries x all training tunes, float32), ``workers`` threads
         (-1: all cores)."""
@@ -169,7 +175,7 @@ class NoveltyIndex:
         return Neighbour(score, position, self._names[position])
 
 
-def copy_report(pieces: Sequence[Piece], index: NoveltyIndex, threshold: float = COPY_THRESHOLD) -> dict[str, Any]:
+def copy_report(pieces: Sequence[Any], index: NoveltyIndex, threshold: float = COPY_THRESHOLD) -> dict[str, Any]:
     """Nearest-neighbour similarity of every piece to the training tunes, and how many are copies.
 
     ``similarities`` has one value per piece, in order (``nan`` for a piece without a melody); the median,

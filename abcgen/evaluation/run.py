@@ -43,7 +43,7 @@ from abcgen.generation.gan import generate_abc
 from abcgen.generation.guidance import check_guidance
 from abcgen.generation.pipeline import TASK, load_control_vocabulary, trained_conditions
 from abcgen.generation.sampling import check_sample
-from abcgen.model_folder import check_model_folder, model_fingerprint
+from abcgen.model_folder import check_model_folder, model_fingerprint, model_representation
 from abcgen.models.gan import MusicGAN, is_gan_folder
 from abcgen.notation.tune import split_tunes
 from abcgen.training.data import build_examples
@@ -107,11 +107,17 @@ def draw_real(held_out: list[dict[str, Any]], num_generated: int, settings: Eval
 
 @torch.no_grad()
 def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[dict[str, Any]],
-                       conditions: tuple[str, ...], max_length: int) -> dict[str, float]:
+                       conditions: tuple[str, ...], max_length: int, representation: str = "abc") -> dict[str, float]:
     """Perplexity of the tune tokens of held-out tunes, each built exactly as a training example (control
-    prefix of the trained conditions, no dropout); token-weighted over all tunes."""
+    prefix of the trained conditions, no dropout); token-weighted over all tunes.
+
+    With REMI text in the rows (the ``remi`` column), also per *note*: ``nll_per_note`` is the summed loss
+    over the notes the tunes play (their ``Pitch_`` tokens: every track, repeats played out) and
+    ``perplexity_per_note`` its exponential, a number an ABC and a REMI model of the same tunes share
+    (their tokens are not comparable)."""
     examples, _ = build_examples(rows, tokenizer, vocabulary, max_length=max_length, loss_on="tune",
-                                 conditions=conditions, condition_dropout=0.0, seed=0)
+                                 conditions=conditions, condition_dropout=0.0, seed=0,
+                                 representation=representation)
     total, tokens = 0.0, 0
     was_training = model.training
     model.eval()
@@ -122,8 +128,14 @@ def heldout_perplexity(model: Any, tokenizer: Any, vocabulary: Any, rows: list[d
         total, tokens = total + float(loss), tokens + int(count)
     model.train(was_training)
     loss = total / max(tokens, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens, "tunes": len(rows),
-            "examples": len(examples)}
+    out = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens, "tunes": len(rows),
+           "examples": len(examples)}
+    notes = sum(str(row.get("remi") or "").count("Pitch_") for row in rows)
+    if notes and all(row.get("remi") for row in rows):
+        out["notes"] = notes
+        out["nll_per_note"] = total / notes
+        out["perplexity_per_note"] = math.exp(min(total / notes, 50.0))
+    return out
 
 
 def write_outputs(report: dict[str, Any], out: str | Path, *, overwrite: bool,
@@ -145,6 +157,13 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
     model_dir, corpus_dir = Path(model_dir), Path(corpus_dir)
+    if model_dir.is_dir() and model_representation(model_dir) == "remi":  # a model that writes MIDI
+        from abcgen.evaluation.remi_run import evaluate_remi_model
+
+        g = settings.generation
+        return evaluate_remi_model(model_dir, corpus_dir, out, split=settings.split, num_samples=g.num_samples,
+                                   seeds=g.seeds, max_bars=g.max_bars, perplexity_tunes=settings.perplexity_tunes,
+                                   n_resamples=settings.n_resamples, constrained=g.constrained, overwrite=overwrite)
     settings.generation.check()
     is_gan = is_gan_folder(model_dir)
     if is_gan:

@@ -38,6 +38,7 @@ voice has the same bar lengths and the same repeats and endings: the voices stay
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import numbers
@@ -80,12 +81,12 @@ from abcgen.generation.sampling import check_model_path, check_sample, load_erro
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
 from abcgen.grammar.idioms import MIN_ENDINGS_SHARE
 from abcgen.grammar.tonality import length_bonus, prior_bonus, profile_for, profile_for_rhythm
-from abcgen.model_folder import check_tokenizer_matches
+from abcgen.model_folder import check_tokenizer_matches, model_representation
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
 from abcgen.notation.tune import normalise_tune
 from abcgen.render import check_render_request, render_abc
-from abcgen.tokenization.prompt import AbcPromptFormat
+from abcgen.tokenization.prompt import prompt_format_for
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +117,102 @@ def _label(name: str, value: Any) -> str:
     return CONDITIONS[name].label_of_request(value)
 
 
-class AbcGenerationPipeline(Pipeline):
-    """``pipeline("abc-generation", model=...)``; see the module docstring."""
+def condition_labels(conditions: dict[str, Any], vocabulary: Any, trained: Sequence[str]) -> dict[str, str]:
+    """Conditions as corpus labels, each checked against a model's control vocabulary and the conditions it
+    was trained with (``UnknownConditionError`` listing the valid ones); shared by both pipelines."""
+    labels: dict[str, str] = {}
+    for name, value in conditions.items():
+        if name not in trained:
+            if name in structural_conditions():
+                continue  # written into the header / enforced by the constraint; no prefix token
+            raise UnknownConditionError(f"the model was trained without {name!r} conditioning; it follows "
+                                        f"{', '.join(trained)} (and writes key, meter, "
+                                        "unit_length, bars and form into the tune itself)")
+        if name not in vocabulary.values:
+            raise UnknownConditionError(f"condition {name!r} is not one the model knows; it knows "
+                                        f"{', '.join(vocabulary.values)}")
+        label = _label(name, value)
+        valid = [v for v in vocabulary.values[name] if v != "other"]
+        if name == "bars" and label not in valid:
+            # The number of bars is enforced by constrained decoding; its control token is only a hint.
+            warnings.warn(f"bars={value} (bucket {label!r}) was not seen in training; generating without "
+                          "the bars control token (the constraint still writes exactly that many bars)",
+                          stacklevel=4)
+            continue
+        if label not in vocabulary.values[name] or label == "other":
+            raise UnknownConditionError(f"{name}={value!r} (label {label!r}) was not seen in training; valid "
+                                        f"values: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
+        labels[name] = label
+    combination = "|".join(labels.get(n, "") for n in ("key", "meter", "rhythm"))
+    if all(labels.get(n) for n in ("key", "meter", "rhythm")) and combination not in vocabulary.combinations:
+        warnings.warn(f"the combination key/meter/rhythm = {combination} never occurs in the training data; "
+                      "the model may follow it loosely", stacklevel=4)
+    return labels
+
+
+def check_call_arguments(given: dict[str, Any], options: Sequence[str], *, num_return_sequences: Any,
+                         temperature: Any, top_p: Any, max_new_tokens: Any, seed: Any, constrained: Any,
+                         max_bars: int | None = None) -> None:
+    """What both pipelines check the same way before generating (``ConfigError`` naming the value): no
+    unknown argument (``given`` holds the keyword arguments left after the pipeline's own ``options``),
+    each condition of its registered type (``bars`` at most ``max_bars`` when given), and the sampling
+    settings."""
+    unknown = [name for name in given if name not in CONDITIONS]
+    if unknown:
+        raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
+                                    f"{', '.join(condition_names())}, plus num_return_sequences, temperature, top_p, "
+                                    f"max_new_tokens, seed, constrained, {', '.join(options)}")
+    for condition in registered_conditions():
+        value = given.get(condition.name)
+        if value is None:
+            continue
+        if condition.arg_type is int:
+            check_int(condition.name, value, 1, max_bars if condition.name == "bars" else None)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{condition.name}={short(value)}: give it as text (a str), e.g. "
+                              f"{condition.name}={condition.example!r}")
+    check_int("num_return_sequences", num_return_sequences, 1)
+    if max_new_tokens is not None:
+        check_int("max_new_tokens", max_new_tokens, 1)
+    if seed is not None:
+        check_int("seed", seed, 0, MAX_SEED)
+    check_real("temperature", temperature, "a number above 0 (1.0 samples the model as trained; lower is "
+               "more conservative)", lambda v: v > 0)
+    check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
+    if not isinstance(constrained, bool):
+        raise ConfigError(f"constrained={short(constrained)}: give True or False")
+
+
+class MusicPipeline(Pipeline):
+    """What both pipelines share: a causal LM of abcgen's with its own tokenizer, its control vocabulary and
+    trained conditions, and the prompt format of the representation it was trained on."""
 
     _load_tokenizer = True
     _load_processor = False
     _load_image_processor = False
     _load_feature_extractor = False
+    representation = ""  # "abc" or "remi": what the model must write (abcgen.model_folder.model_representation)
+    other_task = ""  # the task for a model of the other representation (for the error message)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-
         check_tokenizer_matches(self.model, self.tokenizer)  # a foreign tokenizer: a clear error, not IndexError
+        written = model_representation(self.model)
+        if written != self.representation:
+            raise ConfigError(f"model {self.model.name_or_path!r} was trained on {written.upper()}, not "
+                              f"{self.representation.upper()}: use pipeline({self.other_task!r}), or train with "
+                              f"data.representation: {self.representation}")
         self.vocabulary = load_control_vocabulary(self.model.name_or_path)
         self.trained_conditions = trained_conditions(self.model.name_or_path)
         # the prompt contract: [BOS] + control prefix, header, body, EOS (abcgen.tokenization.prompt)
-        self.prompt_format = AbcPromptFormat(self.tokenizer, self.vocabulary)
+        self.prompt_format = prompt_format_for(self.representation, self.tokenizer, self.vocabulary)
+
+
+class AbcGenerationPipeline(MusicPipeline):
+    """``pipeline("abc-generation", model=...)``; see the module docstring."""
+
+    representation = "abc"
+    other_task = "midi-generation"
 
     def __call__(self, prompt: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:  # type: ignore[override]
         """``prompt``: optional opening bars (ABC body, or a whole tune whose header must agree).
@@ -222,36 +303,14 @@ class AbcGenerationPipeline(Pipeline):
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
-        unknown = [name for name in given if name not in CONDITIONS]
-        if unknown:
-            raise UnknownConditionError(f"unknown argument(s) {sorted(unknown)}; conditions are "
-                                        f"{', '.join(condition_names())}, plus num_return_sequences, temperature, "
-                                        "top_p, max_new_tokens, seed, constrained, pickup, voices, grammar, "
-                                        "cadence, idioms, guidance_scale, title, endings, theory_prior, rhythm_prior, "
-                                        "unison_penalty, return_token_ids")
+        check_call_arguments(given, ("pickup", "voices", "grammar", "cadence", "idioms", "guidance_scale", "title",
+                                     "endings", "theory_prior", "rhythm_prior", "unison_penalty", "return_token_ids"),
+                             num_return_sequences=num_return_sequences, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, seed=seed, constrained=constrained)
         if pickup is not None and not isinstance(pickup, str):
             raise ConfigError(f"pickup={short(pickup)}: give it as text (a str), e.g. pickup='1/8'")
         requested = {c.name: given.get(c.name) for c in registered_conditions()}
-        for condition in registered_conditions():
-            value = requested[condition.name]
-            if value is None:
-                continue
-            if condition.arg_type is int:
-                check_int(condition.name, value, 1)
-            elif not isinstance(value, str):
-                raise ConfigError(f"{condition.name}={short(value)}: give it as text (a str), e.g. "
-                                  f"{condition.name}={condition.example!r}")
         check_int("voices", voices, 1)
-        check_int("num_return_sequences", num_return_sequences, 1)
-        if max_new_tokens is not None:
-            check_int("max_new_tokens", max_new_tokens, 1)
-        if seed is not None:
-            check_int("seed", seed, 0, MAX_SEED)
-        check_real("temperature", temperature, "a number above 0 (1.0 samples the model as trained; lower is "
-                    "more conservative)", lambda v: v > 0)
-        check_real("top_p", top_p, "a number above 0 and at most 1 (1.0 keeps every token)", lambda v: 0 < v <= 1)
-        if not isinstance(constrained, bool):
-            raise ConfigError(f"constrained={short(constrained)}: give True or False")
         if not isinstance(return_token_ids, bool):
             raise ConfigError(f"return_token_ids={short(return_token_ids)}: give True or False")
         if return_token_ids and voices > 1:
@@ -291,35 +350,8 @@ class AbcGenerationPipeline(Pipeline):
         return preprocess, forward, {"return_token_ids": return_token_ids}
 
     def check_conditions(self, conditions: dict[str, Any]) -> dict[str, str]:
-        """Conditions as corpus labels, each checked against the model's vocabulary."""
-        labels: dict[str, str] = {}
-        for name, value in conditions.items():
-            if name not in self.trained_conditions:
-                if name in structural_conditions():
-                    continue  # written into the header / enforced by the constraint; no prefix token
-                raise UnknownConditionError(f"the model was trained without {name!r} conditioning; it follows "
-                                            f"{', '.join(self.trained_conditions)} (and writes key, meter, "
-                                            "unit_length, bars and form into the tune itself)")
-            if name not in self.vocabulary.values:
-                raise UnknownConditionError(f"condition {name!r} is not one the model knows; it knows "
-                                            f"{', '.join(self.vocabulary.values)}")
-            label = _label(name, value)
-            valid = [v for v in self.vocabulary.values[name] if v != "other"]
-            if name == "bars" and label not in valid:
-                # The number of bars is enforced by constrained decoding; its control token is only a hint.
-                warnings.warn(f"bars={value} (bucket {label!r}) was not seen in training; generating without "
-                              "the bars control token (the constraint still writes exactly that many bars)",
-                              stacklevel=3)
-                continue
-            if label not in self.vocabulary.values[name] or label == "other":
-                raise UnknownConditionError(f"{name}={value!r} (label {label!r}) was not seen in training; valid "
-                                            f"values: {', '.join(valid[:40])}{' ...' if len(valid) > 40 else ''}")
-            labels[name] = label
-        combination = "|".join(labels.get(n, "") for n in ("key", "meter", "rhythm"))
-        if all(labels.get(n) for n in ("key", "meter", "rhythm")) and combination not in self.vocabulary.combinations:
-            warnings.warn(f"the combination key/meter/rhythm = {combination} never occurs in the training data; "
-                          "the model may follow it loosely", stacklevel=3)
-        return labels
+        """Conditions as corpus labels, each checked against the model's vocabulary (``condition_labels``)."""
+        return condition_labels(conditions, self.vocabulary, self.trained_conditions)
 
     # --- preprocess: prompt ids and the tune's frame ------------------------------------------------------
 
@@ -638,14 +670,19 @@ def generate_to_folder(model: str | Path, out: str | Path, prompt_file: str | Pa
     return summary
 
 
-def register_pipeline() -> None:
-    """Register ``abc-generation`` with transformers (``import abcgen`` does it)."""
+def register_task(task: str, pipeline_class: type, kind: str) -> None:
+    """Register a pipeline class for ``task`` over causal LMs with transformers, once."""
     from transformers import AutoModelForCausalLM
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    if TASK not in PIPELINE_REGISTRY.supported_tasks:
-        PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AbcGenerationPipeline, pt_model=AutoModelForCausalLM,
-                                            type="text")
+    if task not in PIPELINE_REGISTRY.supported_tasks:
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=AutoModelForCausalLM,
+                                            type=kind)
+
+
+def register_pipeline() -> None:
+    """Register ``abc-generation`` with transformers (``import abcgen`` does it)."""
+    register_task(TASK, AbcGenerationPipeline, "text")
 
 
 __all__ = ["AbcGenerationPipeline", "AbcgenError", "GenerationBudgetError", "UnknownConditionError",
@@ -654,3 +691,6 @@ __all__ = ["AbcGenerationPipeline", "AbcgenError", "GenerationBudgetError", "Unk
 # Importing this module registers the task (abcgen/_lazy_registration.py imports it when transformers'
 # pipelines are first imported).
 register_pipeline()
+# ... and midi-generation (REMI models), whose module imports this one: imported after everything here is
+# defined (when that module is the one being imported, it is half-imported and registers itself at its end).
+importlib.import_module("abcgen.generation.midi_pipeline")

@@ -7,11 +7,12 @@ decoding, so a sample can fail the bar check; the share that passes is reported,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,17 +138,28 @@ def check_sample(abc: str, *, num_bars: int | None = None) -> SampleCheck:
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def sampling_state(model: Any, seed: int) -> Iterator[None]:
+    """Sample in eval mode from the torch RNG seeded with ``seed``; the model's mode and the global RNG are
+    restored afterwards, so sampling in the middle of training does not change the training run."""
+    was_training = model.training
+    model.eval()
+    rng_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(rng_state)
+        model.train(was_training)
+
+
 def sample_tunes(model: Any, tokenizer: Any, vocab: ControlVocabulary, conditions: Sequence[Mapping[str, str]], *,
                  max_new_tokens: int = 256, seed: int = 0, top_p: float = 0.95, temperature: float = 1.0) -> list[Sample]:
     """One tune per conditions mapping. The global torch RNG is restored afterwards, so sampling in the
     middle of training does not change the training run."""
     fmt = AbcPromptFormat(tokenizer, vocab)
-    was_training = model.training
-    model.eval()
-    rng_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     out = []
-    try:
+    with sampling_state(model, seed):
         for labels in conditions:
             # The prompt contract: [BOS] + prefix, then X:1 -- the model writes the rest of the header.
             ids = torch.tensor([fmt.prompt_ids(labels, FREE_HEADER)], device=model.device)
@@ -157,9 +169,6 @@ def sample_tunes(model: Any, tokenizer: Any, vocab: ControlVocabulary, condition
             abc = FREE_HEADER + fmt.decode(generated[0, ids.shape[1]:].tolist())
             check = check_sample(abc)
             out.append(Sample(dict(labels), abc, check.valid, check.problems))
-    finally:
-        torch.random.set_rng_state(rng_state)
-        model.train(was_training)
     return out
 
 

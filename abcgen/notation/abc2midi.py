@@ -27,6 +27,12 @@ _DIAGNOSTIC_RE = re.compile(r"^\s*(Error|Warning)\b")
 # way most of O'Neill's writes a two-part tune) -- it plays the B part twice, as written.
 _IMPLICIT_REPEAT_RE = re.compile(r"^Warning in line-char \d+-\d+ : (Assuming repeat|replacing \|: with double repeat \(::\))$")
 
+# A clef with an octave (``treble-8``, the chorales' tenor; ``bass+8``) on a V: line. abc2midi 4.84 applies
+# its octave only when the clef is the line's last word (``V:4 treble-8 nm="Tenor"`` sounds an octave too
+# high), but always honours an explicit ``octave=``, which we add (without one already there).
+_CLEF_OCTAVE_RE = re.compile(r"(?:^|[ \t])(?:clef=)?[A-Za-z]+([+-])(8|15)(?=[ \t]|$)")
+_VOICE_LINE_RE = re.compile(r"^V:[^\n%]*", re.MULTILINE)
+
 # Generous: abc2midi converts a normal tune in a few milliseconds; a hang means a pathological input.
 _ABC2MIDI_TIMEOUT_S = 30
 
@@ -62,9 +68,25 @@ def _run_abc2midi(args: list[str], cwd: str) -> subprocess.CompletedProcess[str]
         raise ConversionError(f"abc2midi did not finish within {_ABC2MIDI_TIMEOUT_S} s") from exc
 
 
+def _with_clef_octaves(abc: str) -> str:
+    """``abc`` with ``octave=N`` added to each V: line whose clef has an octave (see ``_CLEF_OCTAVE_RE``)."""
+
+    def add_octave(line: re.Match[str]) -> str:
+        text = line.group(0)
+        clef = _CLEF_OCTAVE_RE.search(text)
+        if clef is None or "octave=" in text:
+            return text
+        octaves = (1 if clef.group(2) == "8" else 2) * (1 if clef.group(1) == "+" else -1)
+        kept = text.rstrip()
+        return f"{kept} octave={octaves}{text[len(kept):]}"
+
+    return _VOICE_LINE_RE.sub(add_octave, abc)
+
+
 def abc_to_midi(abc: str, out_path: str | os.PathLike[str]) -> list[str]:
     """Convert one ABC tune to a MIDI file at ``out_path`` with abc2midi; return its Error/Warning lines.
 
+    A clef's octave on a V: line is made explicit (``_with_clef_octaves``) so that abc2midi plays it.
     Raises ToolNotFoundError when abc2midi is missing and ConversionError when it writes no file (a
     tune it cannot read at all). Errors it recovers from are returned, not raised: abc2midi still writes
     a usable file for most of them.
@@ -73,7 +95,8 @@ def abc_to_midi(abc: str, out_path: str | os.PathLike[str]) -> list[str]:
     out.unlink(missing_ok=True)  # so that a stale file is not mistaken for abc2midi's output
     with tempfile.TemporaryDirectory(prefix="abcgen-abc2midi-") as tmp:
         source = Path(tmp) / "tune.abc"
-        source.write_text(abc if abc.endswith("\n") else abc + "\n", encoding="utf-8")
+        text = _with_clef_octaves(abc)
+        source.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         result = _run_abc2midi([str(source), "-o", str(out)], cwd=tmp)
     output = result.stdout + result.stderr
     messages = _diagnostics(output)

@@ -36,6 +36,12 @@ before anything is written; a tool that fails raises :class:`~abcgen.errors.Conv
 tune and the tail of the tool's output; an unknown format raises :class:`~abcgen.errors.ConfigError`
 listing the valid ones.
 
+**MIDI that did not come from ABC** (a model that writes multi-track MIDI): :func:`render_pianoroll`
+(:mod:`~abcgen.render.pianoroll`) draws it as a piano roll PNG (bars against pitch, one colour per
+General MIDI program; matplotlib, from the ``eval`` extra) and
+:func:`render_midi_audio` plays it to ``wav``/``flac``/``ogg`` with the same fluidsynth, soundfont and
+limits as above.
+
 The package: :mod:`~abcgen.render.api` (formats, tool checks, :func:`render_abc`, :func:`render_file`),
 :mod:`~abcgen.render.midi` (abc2midi), :mod:`~abcgen.render.audio` (fluidsynth, soundfonts, audio length
 limits), :mod:`~abcgen.render.sheet` (verovio SVG, cairosvg PNG), :mod:`~abcgen.render.command` (the
@@ -61,8 +67,10 @@ from abcgen.render.audio import (
     SOUNDFONT_CANDIDATES,
     SOUNDFONT_ENV,
     find_soundfont,
+    render_midi_audio,
 )
 from abcgen.render.command import add_render_arguments, render_command
+from abcgen.render.pianoroll import render_pianoroll
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -80,4 +88,6 @@ __all__ = [
     "render_abc",
     "render_command",
     "render_file",
+    "render_midi_audio",
+    "render_pianoroll",
 ]

@@ -1,5 +1,6 @@
 """``wav``, ``flac``, ``ogg``: the tune's MIDI played by fluidsynth (Debian ``fluidsynth``) with a General
-MIDI soundfont, and the limits on how long that audio may be (see :mod:`abcgen.render`)."""
+MIDI soundfont, and the limits on how long that audio may be (see :mod:`abcgen.render`); and
+:func:`render_midi_audio`, the same for a MIDI file that did not come from ABC."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from abcgen.atomic import tmp_sibling
 from abcgen.errors import ConfigError, ConversionError, ToolNotFoundError
 from abcgen.render._tools import TOOL_TIMEOUT_S, tail, which
+from abcgen.render.pianoroll import read_midi
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +159,56 @@ def render_audio(midi: Path, out: Path, fmt: str, soundfont: Path, sample_rate: 
         if "error" in line.lower():
             logger.warning("fluidsynth (%s, %s): %s", name, fmt, line.strip())
     logger.debug("fluidsynth (%s, %s): %s", name, fmt, tail(output))
+
+
+def render_midi_audio(
+    midi: bytes | str | os.PathLike[str],
+    out: Path,
+    fmt: str = "wav",
+    soundfont: str | os.PathLike[str] | None = None,
+    *,
+    sample_rate: int = 44100,
+    gain: float = DEFAULT_GAIN,
+    max_audio_seconds: float | None = AUDIO_MAX_SECONDS,
+) -> Path:
+    """Play an existing MIDI file (its bytes or its path) with fluidsynth into ``out`` as ``fmt`` (a key of
+    :data:`AUDIO_FORMATS`); return ``out``.
+
+    The same tools, soundfont search, settings and length limits as an ABC tune's audio (see
+    :mod:`abcgen.render`); the audio is written to a temporary sibling and renamed over ``out`` (its folder
+    is created). ConfigError for a bad format, setting, ``out`` or a missing file; ConversionError for MIDI
+    that cannot be read or holds no notes, or when fluidsynth fails.
+    """
+    fmt = str(fmt).strip().lower().lstrip(".")
+    if fmt not in AUDIO_FORMATS:
+        raise ConfigError(f"audio format {fmt!r}: give one of {', '.join(AUDIO_FORMATS)}")
+    out = Path(out)
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix and {"oga": "ogg"}.get(suffix, suffix) != fmt:
+        raise ConfigError(f"audio output {str(out)!r} ends in .{suffix} but fmt is {fmt!r}: give a .{fmt} path "
+                          f"or fmt={suffix!r}")
+    if out.is_dir():
+        raise ConfigError(f"audio output {str(out)!r} is a folder: give a .{fmt} file path")
+    check_audio_settings(sample_rate, gain)
+    check_max_audio(max_audio_seconds)
+    found = check_audio_tools([fmt], soundfont)
+    score, what = read_midi(midi, ttype="second")
+    if not any(len(track.notes) for track in score.tracks):
+        raise ConversionError(f"{what} holds no notes: there is nothing to play")
+    is_data = isinstance(midi, bytes | bytearray | memoryview)
+    name = "MIDI data" if is_data else Path(midi).name  # the "tune" of the length and fluidsynth messages
+    check_audio_length(float(score.end()), name, max_audio_seconds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = tmp_sibling(out)  # fluidsynth is told the file type (-T), so the name needs no suffix
+    try:
+        with tempfile.TemporaryDirectory(prefix="abcgen-render-") as tmp:
+            if is_data:
+                path = Path(tmp) / "input.mid"
+                path.write_bytes(bytes(midi))
+            else:
+                path = Path(midi)
+            render_audio(path, staged, fmt, found, sample_rate, gain, name)
+        os.replace(staged, out)
+    finally:
+        staged.unlink(missing_ok=True)
+    return out

@@ -5,7 +5,8 @@ A new token's row starts as the mean of the base rows of the base tokenizer's en
 model begins by reading the new token roughly as it read the same characters before. Random rows would
 make the first steps of fine-tuning un-learn noise, and the mean over the *whole* vocabulary (the HF
 default ``mean_resizing``) says nothing about which unit the token is. Control tokens are encoded as a
-readable phrase (``<key=D_major>`` -> ``"key D major"``), which the base model already has a sense of.
+readable phrase (``<key=D_major>`` -> ``"key D major"``), which the base model already has a sense of, and
+REMI tokens as the phrase of their meaning (``Pitch_67`` -> ``"note G4"``; ``abcgen.tokenization.remi``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from abcgen.errors import ConfigError
 from abcgen.tokenization.extend import control_token_text
+from abcgen.tokenization.remi import remi_token_text
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ def new_token_texts(tokenizer: PreTrainedTokenizerBase, base_tokenizer: PreTrain
     texts: dict[int, str] = {}
     for token_id in range(len(base_tokenizer), len(tokenizer)):
         token = tokenizer.convert_ids_to_tokens(token_id)
-        texts[token_id] = control_token_text(token) or token
+        texts[token_id] = control_token_text(token) or remi_token_text(token) or token
     return texts
 
 

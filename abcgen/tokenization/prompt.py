@@ -45,6 +45,7 @@ from abcgen.errors import ConfigError
 from abcgen.notation import events as ev
 from abcgen.notation.tune import parse_tune
 from abcgen.tokenization.extend import abc_to_ids, ids_to_abc
+from abcgen.tokenization.remi import remi_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,14 @@ def bos_ids(tokenizer: Any) -> list[int]:
     ids = list(tokenizer("", add_special_tokens=True)["input_ids"])
     bos = tokenizer.bos_token_id
     return [bos] if ids and bos is not None and ids[0] == bos else []
+
+
+def eos_id(tokenizer: Any) -> int:
+    """The token that ends a body; ``ConfigError`` when the tokenizer has none."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError("the tokenizer has no eos_token: set one (tokenizer.eos_token) before building examples")
+    return int(eos)
 
 
 def check_loss_on(loss_on: str) -> None:
@@ -142,10 +151,9 @@ class PromptFormat(Protocol):
         """The training examples of one tune under these (already dropped-out) condition labels."""
 
 
-class AbcPromptFormat:
-    """The ABC text representation: control tokens, an ABC header, the ABC body, EOS."""
-
-    name = "abc"
+class _ControlPrefixFormat:
+    """What every representation shares: the tokenizer, the control vocabulary, EOS, the context (BOS +
+    control prefix) and the unconditional prompt of guidance."""
 
     def __init__(self, tokenizer: Any, vocab: ControlVocabulary) -> None:
         self.tokenizer = tokenizer
@@ -153,13 +161,28 @@ class AbcPromptFormat:
 
     @property
     def end_id(self) -> int:
-        eos = self.tokenizer.eos_token_id
-        if eos is None:
-            raise ConfigError("the tokenizer has no eos_token: set one (tokenizer.eos_token) before building examples")
-        return int(eos)
+        return eos_id(self.tokenizer)
 
     def context_ids(self, labels: Mapping[str, str]) -> list[int]:
         return bos_ids(self.tokenizer) + abc_to_ids(self.tokenizer, self.vocab.prefix(labels))
+
+    def unconditional_prompt_ids(self, prompt_ids: Sequence[int], labels: Mapping[str, str]) -> list[int]:
+        """The same prompt with every condition dropped: BOS, the empty prefix (its newline alone), then the
+        same text ids -- what training shows when condition dropout drops every condition of a tune. The
+        prefix is tokenized apart from the text, so this is ``prompt_ids({}, text)`` exactly, and the text
+        ids stay those of the conditional prompt (the two branches differ in the prefix only). ``ValueError``
+        when ``prompt_ids`` does not start with the context of ``labels``."""
+        context = self.context_ids(labels)
+        if list(prompt_ids[: len(context)]) != context:
+            raise ValueError("unconditional_prompt_ids: the prompt does not start with the control prefix of "
+                             f"{dict(labels)!r}")
+        return self.context_ids({}) + list(prompt_ids[len(context):])
+
+
+class AbcPromptFormat(_ControlPrefixFormat):
+    """The ABC text representation: control tokens, an ABC header, the ABC body, EOS."""
+
+    name = "abc"
 
     def header(self, *, meter: str, unit_length: str, key: str, voices: int = 1) -> str:
         return abc_header(meter=meter, unit_length=unit_length, key=key, voices=voices)
@@ -174,27 +197,12 @@ class AbcPromptFormat:
     def prompt_ids(self, labels: Mapping[str, str], text: str = FREE_HEADER) -> list[int]:
         return self.context_ids(labels) + abc_to_ids(self.tokenizer, text)
 
-    def unconditional_prompt_ids(self, prompt_ids: Sequence[int], labels: Mapping[str, str]) -> list[int]:
-        """The same prompt with every condition dropped: BOS, the empty prefix (its newline alone), then the
-        same text ids -- what training shows when condition dropout drops every condition of a tune. The
-        prefix is tokenized apart from the text, so this is ``prompt_ids({}, text)`` exactly, and the text
-        ids stay those of the conditional prompt (the two branches differ in the prefix only). ``ValueError``
-        when ``prompt_ids`` does not start with the context of ``labels``."""
-        context = self.context_ids(labels)
-        if list(prompt_ids[: len(context)]) != context:
-            raise ValueError("unconditional_prompt_ids: the prompt does not start with the control prefix of "
-                             f"{dict(labels)!r}")
-        return self.context_ids({}) + list(prompt_ids[len(context):])
-
     def decode(self, ids: Sequence[int]) -> str:
         return ids_to_abc(self.tokenizer, list(ids))
 
     def encode_example(self, abc: str, labels: Mapping[str, str], *, max_length: int, loss_on: str = "tune",
                        stats: SplitStats | None = None) -> list[Example]:
-        check_loss_on(loss_on)
-        if max_length < 2:
-            raise ConfigError(f"max_length={max_length} is too small: an example needs at least 2 tokens")
-        stats = stats if stats is not None else SplitStats()
+        stats = _check_example_request(loss_on, max_length, stats)
         context = self.context_ids(labels)
         eos = self.end_id
         context_labelled = loss_on != "tune"
@@ -203,6 +211,14 @@ class AbcPromptFormat:
             return [_example(context, tune_ids + [eos], context_labelled=context_labelled)]
         return _split_tune(abc, context, eos, self.tokenizer, max_length=max_length,
                            context_labelled=context_labelled, stats=stats)
+
+
+def _check_example_request(loss_on: str, max_length: int, stats: SplitStats | None) -> SplitStats:
+    """``encode_example``'s arguments checked; the stats to update (a fresh one when none is given)."""
+    check_loss_on(loss_on)
+    if max_length < 2:
+        raise ConfigError(f"max_length={max_length} is too small: an example needs at least 2 tokens")
+    return stats if stats is not None else SplitStats()
 
 
 def _example(context: list[int], target: list[int], *, context_labelled: bool) -> Example:
@@ -297,5 +313,123 @@ def _split_tune(abc: str, context: list[int], eos: int, tokenizer: Any, *, max_l
     return examples
 
 
-__all__ = ["FREE_HEADER", "IGNORE_INDEX", "AbcPromptFormat", "Example", "PromptFormat", "SplitStats", "abc_header",
-           "bos_ids", "check_loss_on"]
+class RemiPromptFormat(_ControlPrefixFormat):
+    """The REMI representation: control tokens, a track list, the REMI events, EOS.
+
+    ``[BOS] + control prefix | Program_a Program_b ... | Bar_None TimeSig_6/8 Position_0 ... | EOS``
+
+    * the control prefix is the ABC format's (the same conditions, the same tokens);
+    * the **header** is the track list: one ``Program_`` token per instrument of the tune, in increasing
+      program order (training reads it off the tune's notes, generation writes the requested programs), so
+      the instruments and their number are asked for the way the key is, and the grammar
+      (``abcgen.grammar.remi``) lets only those programs play;
+    * the **body** is miditok's REMI token stream (``abcgen.notation.remi``), from the first ``Bar_None``;
+      the meter is in its ``TimeSig_`` tokens and the tempo in its first ``Tempo_`` token;
+    * text <-> ids token by token (every REMI token is one added token): ``decode(text_ids(x)) == x``.
+
+    Long tunes are split at ``Bar_None`` as ABC tunes are at bar lines: every chunk is ``context + header +
+    whole bars``, the repeated context and header label-free in continuation chunks, only the last with EOS;
+    a single bar longer than the budget is cut at token level (``cut_bars``).
+    """
+
+    name = "remi"
+
+    def __init__(self, tokenizer: Any, vocab: ControlVocabulary) -> None:
+        super().__init__(tokenizer, vocab)
+        self.token_ids = remi_token_ids(tokenizer)  # ConfigError when the tokenizer has no REMI tokens
+        self.id_tokens = {index: token for token, index in self.token_ids.items()}
+
+    def header(self, *, programs: Sequence[int] = (), meter: str = "", unit_length: str = "", key: str = "",
+               voices: int = 1) -> str:
+        """The track list of ``programs`` (meter, key, unit length: in the body and the prefix, not here)."""
+        if not programs:
+            raise ConfigError("a REMI header needs at least one program (instrument), e.g. programs=[40]")
+        return " ".join(f"Program_{p}" for p in sorted(set(int(p) for p in programs)))
+
+    def body_start(self, voice: int = 1, voices: int = 1) -> str:
+        return ""  # one token stream: every track's notes interleaved in time
+
+    def text_ids(self, text: str) -> list[int]:
+        """Ids of REMI text (tokens separated by whitespace); ``ConfigError`` naming an unknown token."""
+        try:
+            return [self.token_ids[token] for token in text.split()]
+        except KeyError as exc:
+            raise ConfigError(f"{exc.args[0]!r} is not a REMI token of this tokenizer; REMI text is miditok's "
+                              "tokens separated by spaces (abcgen.notation.remi)") from None
+
+    def prompt_ids(self, labels: Mapping[str, str], text: str = "") -> list[int]:
+        return self.context_ids(labels) + self.text_ids(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """REMI text of ids; ids that are not REMI tokens (EOS, pad, control tokens) are left out."""
+        return " ".join(self.id_tokens[i] for i in ids if i in self.id_tokens)
+
+    def tune_header(self, remi: str) -> str:
+        """The track list of a tune's REMI text: the programs its notes use."""
+        programs = {int(token[8:]) for token in remi.split() if token.startswith("Program_")}
+        if not programs:
+            raise ConfigError(f"REMI text {remi[:60]!r} has no Program_ token: it holds no notes")
+        return self.header(programs=sorted(programs))
+
+    def encode_example(self, abc: str, labels: Mapping[str, str], *, max_length: int, loss_on: str = "tune",
+                       stats: SplitStats | None = None) -> list[Example]:
+        """The training examples of one tune's REMI text (``abc`` is the ``remi`` column's text)."""
+        stats = _check_example_request(loss_on, max_length, stats)
+        remi = abc
+        context, eos = self.context_ids(labels), self.end_id
+        header_ids = self.text_ids(self.tune_header(remi))
+        body_ids = self.text_ids(remi)
+        context_labelled = loss_on != "tune"
+        if len(context) + len(header_ids) + len(body_ids) + 1 <= max_length:
+            return [_example(context, header_ids + body_ids + [eos], context_labelled=context_labelled)]
+        if len(context) + len(header_ids) > max_length // 2:
+            stats.dropped_tunes += 1
+            logger.warning("REMI tune dropped: its control prefix + track list take %d tokens, more than half of "
+                           "max_length=%d; raise max_length", len(context) + len(header_ids), max_length)
+            return []
+        stats.split_tunes += 1
+        bar = self.token_ids["Bar_None"]
+        starts = [i for i, token in enumerate(body_ids) if token == bar] or [0]
+        bars = [body_ids[a:b] for a, b in zip(starts, starts[1:] + [len(body_ids)], strict=True)]
+        budget = max_length - len(context) - len(header_ids) - 1  # one token free for EOS in every chunk
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        for ids in bars:
+            if len(current) + len(ids) <= budget:
+                current += ids
+                continue
+            if current:
+                chunks.append(current)
+            if len(ids) > budget:  # one bar longer than a whole chunk: cut at token level
+                stats.cut_bars += 1
+                while len(ids) > budget:
+                    chunks.append(ids[:budget])
+                    ids = ids[budget:]
+            current = list(ids)
+        if current:
+            chunks.append(current)
+        examples = []
+        for i, chunk in enumerate(chunks):
+            target = chunk + [eos] if i == len(chunks) - 1 else chunk
+            if i == 0:
+                examples.append(_example(context, header_ids + target, context_labelled=context_labelled))
+            else:
+                examples.append(_example(context + header_ids, target, context_labelled=False))
+        return examples
+
+
+REPRESENTATIONS = {"abc": AbcPromptFormat, "remi": RemiPromptFormat}
+# The corpus column each representation trains on.
+REPRESENTATION_COLUMNS = {"abc": "abc", "remi": "remi"}
+
+
+def prompt_format_for(representation: str, tokenizer: Any, vocab: ControlVocabulary) -> PromptFormat:
+    """The prompt format of ``representation`` (``abc`` | ``remi``) over this tokenizer and vocabulary."""
+    if representation not in REPRESENTATIONS:
+        raise ConfigError(f"representation={representation!r} is not one of {', '.join(REPRESENTATIONS)}")
+    return REPRESENTATIONS[representation](tokenizer, vocab)
+
+
+__all__ = ["FREE_HEADER", "IGNORE_INDEX", "REPRESENTATIONS", "REPRESENTATION_COLUMNS", "AbcPromptFormat", "Example",
+           "PromptFormat", "RemiPromptFormat", "SplitStats", "abc_header", "bos_ids", "check_loss_on",
+           "prompt_format_for"]

@@ -166,6 +166,9 @@ class DataSettings:
     corpus: str = field(default="", metadata=_help("folder written by 'abcgen data build'"))
     train_split: str = field(default="train", metadata=_help("split trained on"))
     eval_split: str = field(default="validation", metadata=_help("split evaluated on; empty = no evaluation"))
+    representation: str = field(default="abc", metadata=_help(
+        "abc (the corpus's ABC text) | remi (its REMI MIDI events, `abcgen data build --remi`: the REMI tokens are "
+        "added to the tokenizer and the model generates MIDI through the midi-generation pipeline)"))
     max_length: int = field(default=512, metadata=_help("tokens per packed row; higher = more context and "
                                                             "memory (attention grows with its square)"))
     loss_on: str = field(default="tune", metadata=_help("tune (loss on the tune only) | all (the prefix too)"))

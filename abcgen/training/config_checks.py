@@ -28,6 +28,8 @@ COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 PIN_MEMORY = ("auto", "always", "never")
 LOSS_IMPLEMENTATIONS = ("logits", "hidden")
 LOSS_ON = ("tune", "all")
+# abcgen.tokenization.prompt.REPRESENTATIONS' names (not imported: that module loads transformers)
+REPRESENTATIONS = ("abc", "remi")
 SCHEDULES = ("cosine", "linear", "constant")
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
@@ -91,6 +93,10 @@ def lora_data_problems(cfg: TrainConfig) -> list[str]:
     _choice(out, "data.packed_attention", d.packed_attention, PACKED_ATTENTION)
     _choice(out, "data.pin_memory", d.pin_memory, PIN_MEMORY)
     _choice(out, "data.loss_on", d.loss_on, LOSS_ON)
+    _choice(out, "data.representation", d.representation, REPRESENTATIONS)
+    if d.representation == "remi" and cfg.model.architecture in ("vae", "gan"):
+        out.append(f"data.representation=remi with model.architecture={cfg.model.architecture}: the VAE and GAN "
+                   "read ABC; train REMI with architecture llama (or lstm)")
     if not d.corpus:
         out.append("data.corpus is empty: give a folder written by 'abcgen data build'")
     if not d.train_split:

@@ -67,12 +67,14 @@ from abcgen.errors import ConfigError
 from abcgen.tokenization.prompt import (
     IGNORE_INDEX,
     LOSS_ON,
+    REPRESENTATION_COLUMNS,
     AbcPromptFormat,
     Example,
     PromptFormat,
     SplitStats,
     bos_ids,
     check_loss_on,
+    prompt_format_for,
 )
 from abcgen.tokenization.prompt import body_cuts as _body_cuts  # noqa: F401  (re-exported for tests)
 from abcgen.training.attention import varlen_kwargs
@@ -104,6 +106,7 @@ class TrainingStats(SplitStats):
 
     unconditional_drops: int = 0  # tunes whose conditions were all dropped together (unconditional_dropout)
     unconditional_examples: int = 0  # examples with an empty prefix, for any reason (also: no labels, every draw)
+    no_text: int = 0  # rows without text in the representation's column (a REMI conversion that failed)
     max_length: int = 0  # the max_length the lengths are compared with
     lengths: list[int] = field(default_factory=list, repr=False)
 
@@ -222,8 +225,14 @@ def build_examples(
     unconditional_dropout: float = 0.0,
     seed: int = 0,
     detailed: bool = False,
+    representation: str = "abc",
 ) -> tuple[list[Example], dict[str, Any]]:
-    """Examples of corpus rows (column ``abc`` + label columns) and their ``SplitStats`` as a dict.
+    """Examples of corpus rows (the representation's text column, ``abc`` or ``remi``, + label columns) and
+    their ``SplitStats`` as a dict.
+
+    ``representation`` picks the prompt format (``abcgen.tokenization.prompt.prompt_format_for``) and the
+    column; a row with an empty text (a tune whose REMI could not be made) gives no example and is counted
+    (``no_text``, logged), never silently lost.
 
     ``conditions`` names the conditions put in the prefix (others are left out; default: every registered
     condition, ``abcgen.controls.condition_names()``). Unconditional and condition dropout draw
@@ -245,13 +254,21 @@ def build_examples(
     stats = TrainingStats(max_length=max_length)
     examples: list[Example] = []
     wanted = set(conditions)
-    fmt = AbcPromptFormat(tokenizer, vocab)
+    fmt = prompt_format_for(representation, tokenizer, vocab)
+    column = REPRESENTATION_COLUMNS[representation]
     for row in rows:
+        text = str(row.get(column) or "")
+        if not text.strip():
+            stats.no_text += 1
+            continue
         labels = {name: value for name, value in row_controls(row).items() if name in wanted}
-        examples += tune_to_examples(str(row["abc"]), labels, tokenizer, vocab, max_length=max_length,
+        examples += tune_to_examples(text, labels, tokenizer, vocab, max_length=max_length,
                                      loss_on=loss_on, condition_dropout=condition_dropout,
                                      unconditional_dropout=unconditional_dropout, rng=rng, stats=stats,
                                      prompt_format=fmt)
+    if stats.no_text:
+        logger.warning("%d rows have no %r text and give no example (rebuild the corpus with --remi for REMI; "
+                       "its report.json says why a tune has none)", stats.no_text, column)
     if detailed:
         return examples, stats.as_dict()
     return examples, {f.name: getattr(stats, f.name) for f in fields(SplitStats)}

@@ -14,6 +14,7 @@ The order matters and is the same for every method:
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,16 @@ import torch
 from abcgen.controls import ControlVocabulary
 from abcgen.errors import ConfigError
 from abcgen.grammar.vocabulary import music_token_ids
-from abcgen.model_folder import CONFIG_KEY, check_tokenizer_matches, tokenizer_fingerprint
+from abcgen.model_folder import CONFIG_KEY, REPRESENTATION_KEY, check_tokenizer_matches, tokenizer_fingerprint
 from abcgen.models.lstm import MusicLSTM, MusicLSTMConfig
 from abcgen.tokenization.embeddings import resize_and_init_embeddings
-from abcgen.tokenization.extend import build_music_tokenizer, load_base_tokenizer, load_music_tokenizer
+from abcgen.tokenization.extend import (
+    build_music_tokenizer,
+    load_base_tokenizer,
+    load_music_tokenizer,
+    save_music_tokenizer,
+)
+from abcgen.tokenization.remi import add_remi_tokens, remi_vocabulary
 from abcgen.tokenization.units import load_default_spec
 from abcgen.training.config import LoraSettings, ModelSettings
 
@@ -40,9 +47,30 @@ def resolve_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def build_tokenizer(settings: ModelSettings, corpus_dir: str | Path, out_dir: str | Path) -> tuple[Any, Any]:
+def build_tokenizer(settings: ModelSettings, corpus_dir: str | Path, out_dir: str | Path,
+                    representation: str = "abc") -> tuple[Any, Any]:
     """(music tokenizer, base tokenizer). The base is the model's own tokenizer (``name_or_path``) or, for
-    ``method: scratch`` without a base, the given music tokenizer serves as both."""
+    ``method: scratch`` without a base, the given music tokenizer serves as both. ``representation="remi"``
+    adds the REMI tokens (``abcgen.tokenization.remi``) to the music tokenizer when it lacks them."""
+    music, base = _music_tokenizer(settings, corpus_dir, out_dir)
+    if representation == "remi" and not _has_remi_tokens(music):
+        music = copy.deepcopy(music)  # for scratch the loaded tokenizer is the base as well: keep that one as is
+        added = add_remi_tokens(music)
+        log.info("added %d REMI tokens to the tokenizer (%d tokens now)", added, len(music))
+        music.abcgen_metadata = {**(getattr(music, "abcgen_metadata", None) or {}), "remi_tokens": added}
+        if not settings.tokenizer:  # _music_tokenizer saved it to out_dir/tokenizer: keep that what training uses
+            save_music_tokenizer(music, Path(out_dir) / "tokenizer")
+        if settings.method == "scratch" and settings.tokenizer:
+            base = music  # a scratch model's rows are all new: no base rows to start them from
+    return music, base
+
+
+def _has_remi_tokens(tokenizer: Any) -> bool:
+    vocab = tokenizer.get_vocab()
+    return all(token in vocab for token in remi_vocabulary())
+
+
+def _music_tokenizer(settings: ModelSettings, corpus_dir: str | Path, out_dir: str | Path) -> tuple[Any, Any]:
     if settings.tokenizer and settings.method == "scratch":
         music = load_music_tokenizer(settings.tokenizer)
         return music, music
@@ -112,8 +140,10 @@ def lstm_model(settings: ModelSettings, vocab_size: int, pad_token_id: int | Non
     return MusicLSTM(config)
 
 
-def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> tuple[Any, list[int]]:
-    """The model ready for the method, and the ids of the token rows added for the music tokenizer."""
+def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any,
+               representation: str = "abc") -> tuple[Any, list[int]]:
+    """The model ready for the method, and the ids of the token rows added for the music tokenizer.
+    ``representation`` is stored in its config (``REPRESENTATION_KEY``): the pipelines read it."""
     from transformers import AutoModelForCausalLM
 
     dtype = resolve_dtype(settings.dtype)
@@ -135,6 +165,7 @@ def load_model(settings: ModelSettings, tokenizer: Any, base_tokenizer: Any) -> 
         new_ids = resize_and_init_embeddings(model, tokenizer, base_tokenizer, pad_to_multiple_of=64)
     # the tokenizer it now belongs to, saved in config.json: loading it with another one is refused
     setattr(model.config, CONFIG_KEY, tokenizer_fingerprint(tokenizer))
+    setattr(model.config, REPRESENTATION_KEY, representation)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
