@@ -302,8 +302,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from abcgen.evaluation.generate import GenerationSettings
     from abcgen.evaluation.run import EvaluationSettings, evaluate_abc_files, evaluate_model
 
-    if (args.model is None) == (not args.abc):
-        raise AbcgenError("give --model DIR (generate and score) or --abc FILE... (score existing tunes), not both")
+    if sum((args.model is not None, bool(args.abc), bool(args.midi))) != 1:
+        raise AbcgenError("give one of --model DIR (generate and score), --abc FILE... or --midi FILE... (score "
+                          "existing tunes or MIDI pieces)")
     generation = GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
                                     temperature=args.temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
@@ -311,10 +312,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                                     theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior,
                                     unison_penalty=args.unison_penalty)
     generation.check()  # the pipeline's own checks of the decoding options, before any work
-    if args.abc and (args.grammar is not None or generation.guided or generation.theory_prior
+    if (args.abc or args.midi) and (args.grammar is not None or generation.guided or generation.theory_prior
                      or generation.rhythm_prior or generation.unison_penalty is not None):
         raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior and --unison-penalty shape what --model "
-                          "generates; with --abc nothing is generated: leave them out")
+                          "generates; with --abc or --midi nothing is generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
         split=args.split, num_real=args.num_real, perplexity_tunes=args.perplexity_tunes,
@@ -323,6 +324,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.model is not None:
         report = evaluate_model(args.model, args.data, args.out, settings, progress=not args.quiet,
                                 overwrite=args.overwrite)
+    elif args.midi:
+        from abcgen.evaluation.remi_run import evaluate_midi_files
+
+        report = evaluate_midi_files(args.midi, args.data, args.out, split=args.split, n_resamples=args.bootstrap,
+                                     overwrite=args.overwrite)
     else:
         report = evaluate_abc_files(args.abc, args.data, args.out, settings, overwrite=args.overwrite)
     by_name = {m["name"]: m for m in report["metrics"]}
@@ -534,6 +540,9 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", type=Path, default=None, help="model folder (train/finetune.py's final/)")
     ev.add_argument("--abc", type=Path, nargs="+", default=None,
                     help="instead of --model: score the tunes of these ABC files (any generator)")
+    ev.add_argument("--midi", type=Path, nargs="+", default=None,
+                    help="instead of --model: score these MIDI files (any generator) from their notes against the "
+                         "corpus's REMI pieces (a corpus built with --remi)")
     ev.add_argument("--data", type=Path, required=True, help="corpus folder (abcgen data build)")
     ev.add_argument("--split", default="test", help="held-out split: real tunes and the conditions asked for")
     ev.add_argument("--num-samples", type=_positive_int, default=100, help="generated tunes per seed")

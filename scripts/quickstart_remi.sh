@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 VENV="${ABCGEN_VENV:-.venv}"
-RUN=runs/quickstart
+RUN="${ABCGEN_RUN:-runs/quickstart}"  # where everything is written (the quickstart's folder by default)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 ABCGEN="$VENV/bin/abcgen"
 PY="$VENV/bin/python"
@@ -23,7 +23,8 @@ if [ ! -f "$RUN/tokenizer-base/abcgen_tokenizer.json" ]; then
   "$ABCGEN" tokenizer build --overwrite --base "$RUN/base-bpe" --data "$RUN/corpus-base-remi" \
     --out "$RUN/tokenizer-base" --units shipped
 fi
-"$PY" train/finetune.py --config train/configs/quickstart-remi.yaml --checkpoint.overwrite true "$@"
+"$PY" train/finetune.py --config train/configs/quickstart-remi.yaml --data.corpus "$RUN/corpus-base-remi" \
+  --model.tokenizer "$RUN/tokenizer-base" --checkpoint.output_dir "$RUN/remi" --checkpoint.overwrite true "$@"
 "$ABCGEN" generate --model "$RUN/remi/final" --meter 3/4 --key G --bars 8 --programs 40,41,42,43 --num 4 \
   --render png,wav --out "$RUN/remi-samples" --threads 2 --overwrite
 "$PY" benchmarks/remi_accompaniment.py --model "$RUN/remi/final" --corpus "$RUN/corpus-base-remi" --num 4 \

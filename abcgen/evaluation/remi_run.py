@@ -145,4 +145,38 @@ def evaluate_remi_model(model_dir: str | Path, corpus_dir: str | Path, out: str 
     return report
 
 
-__all__ = ["evaluate_remi_model", "generate_remi", "midi_of_rows", "remi_request", "remi_rows"]
+def evaluate_midi_files(paths: Sequence[str | Path], corpus_dir: str | Path, out: str | Path, *,
+                        split: str = "test", n_resamples: int = 1000, overwrite: bool = False) -> dict[str, Any]:
+    """Score MIDI files written by any generator against the held-out REMI pieces of ``corpus_dir``: every
+    tier except adherence (nothing records what was asked) and perplexity. ``report.json`` and ``report.md``
+    in ``out``, written whole or not at all."""
+    from abcgen.evaluation.run import load_splits
+
+    files = [Path(p) for p in paths]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise ConfigError(f"--midi {missing[0]!r} is not a file; give .mid files")
+    held_out, train = load_splits(corpus_dir, split)
+    held_out, train = remi_rows(held_out), remi_rows(train)
+    if not held_out:
+        raise ConfigError(f"split {split!r} of {corpus_dir} has no REMI text: build the corpus with "
+                          "`abcgen data build --remi`")
+    check_output_dir(out, overwrite=overwrite)
+    check_apart(out, [("--data", corpus_dir), *(("--midi", p) for p in files)])
+    rng = random.Random(0)
+    real_rows = rng.sample(held_out, min(len(held_out), len(files)))
+    train_sample = rng.sample(train, min(len(train), MAX_TRAIN_FOR_COPIES))
+    scored = evaluate_midi([p.read_bytes() for p in files], None, midi_of_rows(real_rows),
+                           train=midi_of_rows(train_sample), n_resamples=n_resamples)
+    report = {"schema_version": SCHEMA_VERSION, "representation": "midi",
+              "model": {"path": None, "files": [str(p) for p in files]},
+              "data": {"corpus": str(corpus_dir), "split": split, "num_real": len(real_rows), "num_train": len(train)},
+              **scored, "perplexity": None}
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+        (tmp / "report.md").write_text(f"# Evaluation of {len(files)} MIDI files\n\n{format_midi_report(scored)}\n",
+                                       encoding="utf-8")
+    return report
+
+
+__all__ = ["evaluate_midi_files", "evaluate_remi_model", "generate_remi", "midi_of_rows", "remi_request", "remi_rows"]
