@@ -304,7 +304,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if sum((args.model is not None, bool(args.abc), bool(args.midi))) != 1:
         raise AbcgenError("give one of --model DIR (generate and score), --abc FILE... or --midi FILE... (score "
-                          "existing tunes or MIDI pieces)")
+                          "existing tunes or MIDI pieces), not both")
     generation = GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)),
                                     temperature=args.temperature, top_p=args.top_p,
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
