@@ -29,6 +29,6 @@ fi
   --render png,wav --out "$RUN/remi-samples" --threads 2 --overwrite
 "$PY" benchmarks/remi_accompaniment.py --model "$RUN/remi/final" --corpus "$RUN/corpus-base-remi" --num 4 \
   --out "$RUN/accompaniment" --json "$RUN/accompaniment.json"
-"$ABCGEN" evaluate --model "$RUN/remi/final" --data "$RUN/corpus-base-remi" --num-samples 16 --seeds 3 \
+"$ABCGEN" evaluate --model "$RUN/remi/final" --data "$RUN/corpus-base-remi" --num-samples 16 --seeds 3 --max-bars 16 \
   --perplexity-tunes 50 --threads 2 --quiet --out "$RUN/remi-eval" --overwrite
 echo "REMI model: $RUN/remi/final; pieces: $RUN/remi-samples; accompaniment: $RUN/accompaniment; report: $RUN/remi-eval/report.md"
