@@ -40,6 +40,19 @@ def remi_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def remi_splits(corpus_dir: str | Path, split: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(held-out rows, training rows) of a corpus that have REMI text in one meter; ``ConfigError`` when the
+    held-out split has none (a corpus built without ``--remi``)."""
+    from abcgen.evaluation.run import load_splits
+
+    held_out, train = load_splits(corpus_dir, split)
+    held_out, train = remi_rows(held_out), remi_rows(train)
+    if not held_out:
+        raise ConfigError(f"split {split!r} of {corpus_dir} has no REMI text: build the corpus with "
+                          "`abcgen data build --remi`")
+    return held_out, train
+
+
 def remi_request(row: dict[str, Any], trained: Sequence[str], max_bars: int, vocabulary: Any = None) -> dict[str, Any]:
     """What a held-out row asks of the pipeline: its trained conditions (those whose label the model's
     ``vocabulary`` has; a rare label folded into "other" is left out), meter, programs and bars."""
@@ -87,14 +100,10 @@ def evaluate_remi_model(model_dir: str | Path, corpus_dir: str | Path, out: str 
                         overwrite: bool = False) -> dict[str, Any]:
     """Generate from a REMI model and score against ``corpus_dir``'s ``split``; writes ``report.json``,
     ``report.md`` and ``midi/piece_NNN.mid`` to ``out`` (whole or not at all); returns the report."""
-    from abcgen.evaluation.run import heldout_perplexity, load_splits
+    from abcgen.evaluation.run import heldout_perplexity
 
     started = time.perf_counter()
-    held_out, train = load_splits(corpus_dir, split)
-    held_out, train = remi_rows(held_out), remi_rows(train)
-    if not held_out:
-        raise ConfigError(f"split {split!r} of {corpus_dir} has no REMI text: build the corpus with "
-                          "`abcgen data build --remi`")
+    held_out, train = remi_splits(corpus_dir, split)
     check_output_dir(out, overwrite=overwrite)
     check_apart(out, [("--model", model_dir), ("--data", corpus_dir)])
     pipe = load_midi_pipeline(model_dir)
@@ -150,17 +159,11 @@ def evaluate_midi_files(paths: Sequence[str | Path], corpus_dir: str | Path, out
     """Score MIDI files written by any generator against the held-out REMI pieces of ``corpus_dir``: every
     tier except adherence (nothing records what was asked) and perplexity. ``report.json`` and ``report.md``
     in ``out``, written whole or not at all."""
-    from abcgen.evaluation.run import load_splits
-
     files = [Path(p) for p in paths]
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
         raise ConfigError(f"--midi {missing[0]!r} is not a file; give .mid files")
-    held_out, train = load_splits(corpus_dir, split)
-    held_out, train = remi_rows(held_out), remi_rows(train)
-    if not held_out:
-        raise ConfigError(f"split {split!r} of {corpus_dir} has no REMI text: build the corpus with "
-                          "`abcgen data build --remi`")
+    held_out, train = remi_splits(corpus_dir, split)
     check_output_dir(out, overwrite=overwrite)
     check_apart(out, [("--data", corpus_dir), *(("--midi", p) for p in files)])
     rng = random.Random(0)
