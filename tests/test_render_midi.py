@@ -177,12 +177,12 @@ def test_audio_of_three_tracks(tmp_path):
     data = _three_tracks()
     out = render.render_midi_audio(data, tmp_path / "three.wav")
     assert out == tmp_path / "three.wav"
-    samples, seconds = _wav(out)
+    samples, audio_length = _wav(out)  # the length of the music in the file (seconds of audio), not a timing
     rms = float(np.sqrt(np.mean(samples**2)))
     assert rms > 0.005, f"WAV nearly silent (RMS {rms:.5f})"
     assert np.abs(samples).max() < 0.99  # not clipped
     expected = (2 * 3 + 2 * 4) * 60 / QPM  # 14 quarter notes
-    assert expected - 0.5 <= seconds <= expected + 5.0, (seconds, expected)  # plus the release tail
+    assert expected - 0.5 <= audio_length <= expected + 5.0, (audio_length, expected)  # plus the release tail
     assert sorted(p.name for p in tmp_path.iterdir()) == ["three.wav"]  # no temporary sibling left
 
 
@@ -190,11 +190,11 @@ def test_audio_of_a_real_tune_from_its_path(tune_midi, tmp_path):
     out = render.render_midi_audio(tune_midi, tmp_path / "cuckoo.ogg", fmt="ogg")
     assert out.read_bytes()[:4] == b"OggS"
     out = render.render_midi_audio(tune_midi, tmp_path / "cuckoo.wav", max_audio_seconds=None)
-    samples, seconds = _wav(out)
+    samples, audio_length = _wav(out)  # seconds of audio in the file, not a timing
     assert float(np.sqrt(np.mean(samples**2))) > 0.005
     midi_end = symusic.Score(str(tune_midi), ttype="second").end()
     assert midi_end > 30  # two 8-bar parts, each repeated, at 120 quarter notes a minute
-    assert midi_end - 0.5 <= seconds <= midi_end + 5.0, (seconds, midi_end)
+    assert midi_end - 0.5 <= audio_length <= midi_end + 5.0, (audio_length, midi_end)
 
 
 def test_audio_bad_input(tmp_path, tune_midi):
