@@ -80,14 +80,23 @@ _theory_prior = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number
 _UNISON_HELP = ("logits taken off a note that repeats the melody note before it (small models repeat notes "
                 "far more than folk tunes do): 0 = off; default: the pipeline's (abcgen.generation.arguments."
                 "DEFAULT_UNISON_PENALTY); a grammar rule, not with --unconstrained")
+_RHYTHM_HELP = ("weigh every note by how much more often the training corpus's tunes of the requested --rhythm "
+                "write its length (as a share of the bar, after the length before) than its tunes at large, and a "
+                "broken-rhythm sign by how much more often they swing (theory_profiles.json; nothing without a "
+                "rhythm): 0 = off, 1 = as the corpus; default: the pipeline's (abcgen.generation.arguments."
+                "DEFAULT_RHYTHM_PRIOR where the model has length profiles); a grammar rule, not with --unconstrained")
+_INTERVAL_HELP = ("weigh every melodic step (in steps of the staff, after the step before it) by how much more "
+                  "often the training corpus's tunes of the requested --rhythm take it than its tunes at large "
+                  "(theory_profiles.json; nothing without a rhythm): 0 = off, 1 = as the corpus; default: the "
+                  "pipeline's (abcgen.generation.arguments.DEFAULT_INTERVAL_PRIOR where the model has interval "
+                  "profiles); a grammar rule, not with --unconstrained")
 _guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 2",
                                  "give one of 0 or more, e.g. 2 (1 = no guidance)")
 
 
 def _data_profiles(args: argparse.Namespace) -> int:
     from abcgen.corpus.build import load_corpus
-    from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
-    from abcgen.model_profiles import PROFILES_FILE, write_model_profiles
+    from abcgen.model_profiles import PROFILES_FILE, measure_profiles, write_model_profiles
 
     if not args.model.is_dir():
         raise ConfigError(f"--model {str(args.model)!r} is not a folder: give the model folder (train/finetune.py's "
@@ -99,11 +108,12 @@ def _data_profiles(args: argparse.Namespace) -> int:
     if "train" not in corpus:
         raise ConfigError(f"--data {str(args.data)!r} has no train split: give the corpus the model was trained on")
     train = corpus["train"]
-    modes = mode_profiles(train["abc"])
-    rhythms = rhythm_profiles(zip(train["abc"], train["rhythm"], strict=True)) if "rhythm" in train.column_names else {}
-    write_model_profiles(args.model, modes, rhythms, corpus=str(args.data))
-    print(f"theory profiles of {len(modes)} modes ({sum(e['tunes'] for e in modes.values())} tunes) and "
-          f"{len(rhythms)} rhythms written to {target}")
+    profiles = measure_profiles(list(train["abc"]), list(train["rhythm"]) if "rhythm" in train.column_names else None)
+    modes, rhythms = profiles["modes"], profiles["rhythms"]
+    write_model_profiles(args.model, modes, rhythms, profiles["intervals"], profiles["rhythm_lengths"],
+                         corpus=str(args.data))
+    print(f"theory profiles of {len(modes)} modes ({sum(e['tunes'] for e in modes.values())} tunes), "
+          f"{len(rhythms)} rhythms and {len(profiles['intervals'])} interval profiles written to {target}")
     return 0
 
 
@@ -182,7 +192,7 @@ def _generate(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.model} is a MusicGAN, which has no control tokens to guide: leave out "
                               f"--guidance-scale {args.guidance_scale:g}")
         for flag, value in (("--theory-prior", args.theory_prior), ("--rhythm-prior", args.rhythm_prior),
-                            ("--unison-penalty", args.unison_penalty),
+                            ("--unison-penalty", args.unison_penalty), ("--interval-prior", args.interval_prior),
                             ("--title", args.title), ("--endings", args.endings)):
             if value:
                 raise ConfigError(f"{args.model} is a MusicGAN, which samples no ABC tokens: leave out {flag}")
@@ -211,7 +221,7 @@ def _generate(args: argparse.Namespace) -> int:
         constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
         cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale,
         theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior, unison_penalty=args.unison_penalty,
-        title=args.title, endings=args.endings)
+        interval_prior=args.interval_prior, title=args.title, endings=args.endings)
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -226,7 +236,8 @@ def _generate_midi(args: argparse.Namespace) -> int:
     for flag, value in (("--pickup", args.pickup), ("--voices", args.voices != 1), ("--cadence", args.cadence),
                         ("--idioms", args.idioms), ("--theory-prior", args.theory_prior),
                         ("--rhythm-prior", args.rhythm_prior), ("--unison-penalty", args.unison_penalty),
-                        ("--title", args.title), ("--endings", args.endings)):
+                        ("--interval-prior", args.interval_prior), ("--title", args.title),
+                        ("--endings", args.endings)):
         if value:
             raise ConfigError(f"{args.model} is a REMI model (it writes MIDI): {flag} is an ABC option; leave it "
                               "out (--programs names the instruments, --melody a melody to accompany)")
@@ -310,11 +321,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
                                     max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale,
                                     theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior,
-                                    unison_penalty=args.unison_penalty)
+                                    unison_penalty=args.unison_penalty, interval_prior=args.interval_prior)
     generation.check()  # the pipeline's own checks of the decoding options, before any work
     if (args.abc or args.midi) and (args.grammar is not None or generation.guided or generation.theory_prior
-                     or generation.rhythm_prior or generation.unison_penalty is not None):
-        raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior and --unison-penalty shape what --model "
+                     or generation.rhythm_prior is not None or generation.unison_penalty is not None
+                     or generation.interval_prior is not None):
+        raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior, --unison-penalty and "
+                          "--interval-prior shape what --model "
                           "generates; with --abc or --midi nothing is generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
@@ -501,9 +514,9 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
                      "corpus's pitch profile of the requested mode (theory_profiles.json): 0 = off, 1 = the profile "
                      "as it is (the default where the model has the file), 2 = twice as sharp; a grammar rule, not "
                      "with --unconstrained")
-    gen.add_argument("--rhythm-prior", type=_theory_prior, default=0.0, help="weigh every note by how often the "
-                     "training corpus's tunes of the requested --rhythm write its length: 0 = off, 1 = as the corpus")
+    gen.add_argument("--rhythm-prior", type=_theory_prior, default=None, help=_RHYTHM_HELP)
     gen.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
+    gen.add_argument("--interval-prior", type=_theory_prior, default=None, help=_INTERVAL_HELP)
     gen.add_argument("--title", default=None, help="the T: of the tunes (default: e.g. 'Jig in D major')")
     gen.add_argument("--endings", action=argparse.BooleanOptionalAction, default=None, help="with --form: "
                      "repeated parts end with first and second endings (default: as often as the model's corpus "
@@ -565,8 +578,8 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--theory-prior", type=float, default=None, help="weigh every note by the training corpus's "
                     "pitch profile of the requested mode: 0 = off, 1 = the profile as it is (default: the pipeline's, "
                     "1 where the model has theory_profiles.json)")
-    ev.add_argument("--rhythm-prior", type=float, default=0.0, help="weigh every note by how often the training "
-                    "corpus's tunes of the requested rhythm write its length: 0 = off, 1 = as the corpus")
+    ev.add_argument("--rhythm-prior", type=_theory_prior, default=None, help=_RHYTHM_HELP)
+    ev.add_argument("--interval-prior", type=_theory_prior, default=None, help=_INTERVAL_HELP)
     ev.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
     ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
                     help="held-out tunes for perplexity; 0 = skip")

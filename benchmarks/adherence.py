@@ -70,6 +70,9 @@ ROWS: dict[str, str] = {
     "key_adherence_ks": "ceiling: real test tunes against their own K:",
     "key_signature_adherence_ks": "ceiling: real test tunes against their own K:",
     "rhythm_adherence": "ceiling: the rhythm classifier's accuracy on real test tunes",
+    # the same classifier reading one feature group only (reports written before these rows have neither)
+    "rhythm_adherence_durations": "ceiling: the durations-only rhythm classifier's accuracy on real test tunes",
+    "rhythm_adherence_intervals": "ceiling: the intervals-only rhythm classifier's accuracy on real test tunes",
     "meter_adherence": "real test tunes against their own M:",
     "bars_adherence": "none (real tunes ask for nothing)",
     "overlap_mean": "floor: one half of the real draw against the other",
@@ -84,7 +87,9 @@ ROWS: dict[str, str] = {
 MODE_PREFIX = "mode_adherence"  # mode_adherence, mode_adherence_exact: read when the report has them, never required
 TABLE = (  # (row, column title, digits) of the printed table
     ("key_adherence_ks", "key %", 1), ("key_signature_adherence_ks", "key sig. %", 1),
-    ("mode_adherence", "mode %", 1), ("rhythm_adherence", "rhythm %", 1), ("meter_adherence", "meter %", 1),
+    ("mode_adherence", "mode %", 1), ("rhythm_adherence", "rhythm %", 1),
+    ("rhythm_adherence_durations", "rhythm by durations %", 1), ("rhythm_adherence_intervals", "rhythm by intervals %", 1),
+    ("meter_adherence", "meter %", 1),
     ("bars_adherence", "bars %", 1), ("overlap_mean", "overlap", 3), ("copy_rate", "copy %", 1),
     ("distinct_bar_bigrams", "bar bigrams %", 1), ("repeated_notes", "repeated notes %", 1),
     ("strict_validity", "valid %", 1),
@@ -99,39 +104,40 @@ RHYTHM_GROUP = {"key": "D major", "bars": 16, "rhythms": ("reel", "hornpipe"), "
 # --- shared -----------------------------------------------------------------------------------------------
 
 
-def parse_settings(text: str, flag: str) -> list[tuple[float, float, float, float]]:
-    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior, unison_penalty), ...]: ``GUIDANCE:PRIOR``,
-    ``GUIDANCE:PRIOR:RHYTHM_PRIOR`` or ``GUIDANCE:PRIOR:RHYTHM_PRIOR:UNISON`` (0 when left out); a bad item is one
-    line naming the flag."""
-    out: list[tuple[float, float, float, float]] = []
+def parse_settings(text: str, flag: str) -> list[tuple[float, float, float, float, float]]:
+    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior, unison_penalty, interval_prior), ...]:
+    ``GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR]]]`` (0 when left out); a bad item is one line naming
+    the flag."""
+    out: list[tuple[float, float, float, float, float]] = []
     for item in (i.strip() for i in text.split(",") if i.strip()):
         try:
             values = [float(v) for v in item.split(":")]
-            if len(values) not in (2, 3, 4):
+            if len(values) not in (2, 3, 4, 5):
                 raise ValueError
         except ValueError:
-            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON]] items, e.g. "
+            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR]]] items, e.g. "
                              f"{flag} 1:0,2:1,1:1:0:1") from None
-        scale, prior, rhythm, unison = (*values, 0.0, 0.0)[:4]
-        if scale < 1 or prior < 0 or rhythm < 0 or unison < 0:
+        scale, prior, rhythm, unison, steps = (*values, 0.0, 0.0, 0.0)[:5]
+        if scale < 1 or min(prior, rhythm, unison, steps) < 0:
             raise SystemExit(f"{flag} {item!r}: the guidance scale is >= 1 (1 = off), the priors and the unison "
                              "penalty >= 0 (0 = off)")
-        out.append((scale, prior, rhythm, unison))
+        out.append((scale, prior, rhythm, unison, steps))
     if not out:
         raise SystemExit(f"{flag} is empty: give GUIDANCE:PRIOR items, e.g. {flag} 1:0,2:1")
     return out
 
 
-def setting_name(scale: float, prior: float, rhythm: float = 0.0, unison: float = 0.0) -> str:
+def setting_name(scale: float, prior: float, rhythm: float = 0.0, unison: float = 0.0, steps: float = 0.0) -> str:
     return (f"guidance{scale:g}_prior{prior:g}" + (f"_rhythm{rhythm:g}" if rhythm else "")
-            + (f"_unison{unison:g}" if unison else ""))
+            + (f"_unison{unison:g}" if unison else "") + (f"_interval{steps:g}" if steps else ""))
 
 
-def decoding_options(scale: float, prior: float, rhythm: float, unison: float = 0.0) -> dict[str, float]:
+def decoding_options(scale: float, prior: float, rhythm: float, unison: float = 0.0,
+                     steps: float = 0.0) -> dict[str, float]:
     """The pipeline / ``GenerationSettings`` arguments of one setting (every knob explicit, so a setting means
-    the same whatever the pipeline's defaults); ``rhythm_prior`` only when asked for."""
-    return {"guidance_scale": scale, "theory_prior": prior, **({"rhythm_prior": rhythm} if rhythm else {}),
-            "unison_penalty": unison}
+    the same whatever the pipeline's defaults)."""
+    return {"guidance_scale": scale, "theory_prior": prior, "rhythm_prior": rhythm, "unison_penalty": unison,
+            "interval_prior": steps}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -157,12 +163,17 @@ def environment(threads: int) -> dict[str, Any]:
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
-def check_profiles(model: Path, settings: Iterable[tuple[float, float, float]]) -> None:
-    """A theory or rhythm prior needs the model folder's profiles file: say so before anything runs."""
+def check_profiles(model: Path, settings: Iterable[tuple[float, ...]]) -> None:
+    """A theory, rhythm or interval prior needs the model folder's profiles file: say so before anything runs."""
     from abcgen.model_profiles import PROFILES_FILE
 
-    if any(prior or rhythm for _, prior, rhythm, *_ in settings) and not (model / PROFILES_FILE).is_file():
-        raise SystemExit(f"{model} has no {PROFILES_FILE}, which a theory or rhythm prior > 0 needs: re-run training, "
+    def wants_profiles(setting: tuple[float, ...]) -> bool:
+        _scale, prior, rhythm, *rest = setting
+        return bool(prior or rhythm or (len(rest) > 1 and rest[1]))
+
+    if any(wants_profiles(setting) for setting in settings) and not (model / PROFILES_FILE).is_file():
+        raise SystemExit(f"{model} has no {PROFILES_FILE}, which a theory, rhythm or interval prior > 0 needs: re-run "
+                         "training, "
                          f"or write it with `abcgen data profiles --model {model} --data CORPUS`, or give settings "
                          "with the priors at 0")
 
@@ -186,7 +197,7 @@ def collect(report: dict[str, Any]) -> dict[str, Any]:
     decoding = report.get("decoding") or {}
     return {
         "decoding": {k: decoding.get(k) for k in ("grammar", "guidance_scale", "theory_prior", "rhythm_prior",
-                                                  "unison_penalty", "constrained", "temperature", "top_p",
+                                                  "unison_penalty", "interval_prior", "constrained", "temperature", "top_p",
                                                   "num_samples", "seeds")},
         "num_generated": report["counts"]["generated"], "num_real": report["counts"]["real"],
         "generation_seconds": (report.get("seconds") or {}).get("generation"),
@@ -228,7 +239,7 @@ def evaluate(model: Path, data: Path, out: Path, args: argparse.Namespace,
     unknown = set(options) - {f.name for f in dataclasses.fields(GenerationSettings)}
     if unknown:
         raise SystemExit(f"this abcgen's GenerationSettings has no {', '.join(sorted(unknown))}: leave the "
-                         "rhythm prior out of the settings (GUIDANCE:PRIOR)")
+                         "rhythm and interval priors out of the settings (GUIDANCE:PRIOR)")
     generation = GenerationSettings(num_samples=args.num_samples, seeds=tuple(range(args.seeds)), grammar=args.grammar,
                                     **options)
     settings = EvaluationSettings(generation=generation, perplexity_tunes=perplexity_tunes,
@@ -525,6 +536,10 @@ def run_scaling(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]
         "results": {},
     }
     out = args.out_dir / "adherence_scaling.json"
+    if args.merge and out.is_file():  # another training budget beside the rows already measured
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+        payload["results"] = earlier.get("results", {})
+        payload["commands"] = [*earlier.get("commands", [earlier.get("command")]), payload["command"]]
     for text, shape in sizes.items():
         folder = work / f"h{shape['hidden_size']}x{shape['num_layers']}x{shape['num_heads']}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -544,7 +559,8 @@ def run_scaling(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]
         evaluation = collect(report)
         evaluation["wall_seconds"] = round(wall, 1)
         evaluation["report"] = str(folder / "eval" / "report.md")
-        payload["results"][text] = {
+        row_name = text if args.lora_steps is None else f"{text}, LoRA {lora['max_steps']} steps"
+        payload["results"][row_name] = {
             "shape": shape, "parameters": count_parameters(folder / "base" / "final"),
             "parameters_after_lora": count_parameters(folder / "lora" / "final"),
             "base": base, "lora": lora,
@@ -553,7 +569,7 @@ def run_scaling(args: argparse.Namespace, env: dict[str, Any]) -> dict[str, Any]
         }
         payload["table"] = scaling_table(payload["results"])
         write_json(out, payload)
-        log.info("size %s done: %s", text, json.dumps({k: payload["results"][text][k] for k in ("parameters",)}))
+        log.info("size %s done: %s", row_name, json.dumps({k: payload["results"][row_name][k] for k in ("parameters",)}))
     log.info("written to %s\n%s", out, payload.get("table", ""))
     return payload
 
@@ -624,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     scaling.add_argument("--base-corpus", type=Path, default=None, help=f"default: {BASE_CONFIG}'s data.corpus")
     scaling.add_argument("--tokenizer", type=Path, default=None, help=f"default: {BASE_CONFIG}'s model.tokenizer")
     scaling.add_argument("--reuse", action="store_true", help="keep training stages already finished in --work")
+    scaling.add_argument("--merge", action="store_true", help="add the rows to the --out-dir's adherence_scaling.json "
+                         "instead of replacing it (a row with --lora-steps is named 'SIZE, LoRA N steps')")
     args = parser.parse_args(argv)
     if not (args.grid or args.openings or args.scaling):
         args.grid = args.openings = True

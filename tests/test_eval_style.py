@@ -54,6 +54,27 @@ def test_synthetic_classes_are_separated() -> None:
     assert adherence(classifier, [pieces[i] for i in test], ["jig"] * len(test)) == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_judge_of_one_feature_group_reads_only_that_group() -> None:
+    """The synthetic jigs and reels differ in their lengths only (the pitches are drawn alike): a durations-only
+    classifier tells them apart, an intervals-only one is near chance."""
+    rng = random.Random(3)
+    texts = [_jig_like(rng) for _ in range(80)] + [_reel_like(rng) for _ in range(80)]
+    labels = ["jig"] * 80 + ["reel"] * 80
+    pieces = read_pieces(texts)
+    train, test = [i for i in range(160) if i % 80 < 50], [i for i in range(160) if i % 80 >= 50]
+
+    def accuracy(groups: tuple[str, ...]) -> float:
+        classifier = StyleClassifier(feature_groups=groups).fit([pieces[i] for i in train], [labels[i] for i in train])
+        return classifier.accuracy([pieces[i] for i in test], [labels[i] for i in test])
+
+    assert accuracy(("durations",)) >= 0.95
+    assert accuracy(("intervals",)) < 0.8
+    whole, durations = piece_features(pieces[0], 2 ** 14), piece_features(pieces[0], 2 ** 14, feature_groups=("durations",))
+    assert set(durations) < set(whole)
+    with pytest.raises(ConfigError, match="feature_groups=.*give one or more of intervals, durations"):
+        StyleClassifier(feature_groups=("contour",))
+
+
 def _oneills_jigs_and_reels(per_label: int) -> tuple[list[Piece], list[str]]:
     texts: list[str] = []
     for source_file in resolve_sources(["music21:oneills1850"]):

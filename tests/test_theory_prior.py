@@ -18,8 +18,9 @@ from tiny_models import tiny_music_model_folder
 
 import abcgen  # noqa: F401  -- registers the task
 from abcgen.errors import ConfigError
-from abcgen.generation.arguments import DEFAULT_THEORY_PRIOR
+from abcgen.generation.arguments import DEFAULT_RHYTHM_PRIOR, DEFAULT_THEORY_PRIOR
 from abcgen.grammar import DEFAULT_RULES
+from abcgen.grammar.melody import MIN_INTERVAL_TUNES
 from abcgen.grammar.tonality import (
     MIN_MODE_TUNES,
     MIN_RHYTHM_TUNES,
@@ -34,7 +35,7 @@ from abcgen.grammar.tonality import (
     tune_lengths,
     tune_profile,
 )
-from abcgen.model_profiles import PROFILES_FILE, read_model_profiles, write_model_profiles
+from abcgen.model_profiles import PROFILES_FILE, measure_profiles, read_model_profiles, write_model_profiles
 from abcgen.notation.lexer import lex_body
 
 REQUEST = {"key": "D", "meter": "6/8", "rhythm": "jig", "bars": 8}
@@ -238,8 +239,12 @@ def test_random_walks_with_the_prior_stay_valid_and_follow_the_key(real_tunes: l
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, real_tunes: list[str]) -> Path:
     folder = tiny_music_model_folder(tmp_path_factory.mktemp("prior") / "model")
-    jig = {"lengths": {"1/8": 0.85, "1/4": 0.1, "3/8": 0.05}, "tunes": MIN_RHYTHM_TUNES}
-    write_model_profiles(folder, mode_profiles(real_tunes[:120]), {"jig": jig}, corpus="test")
+    jigs = [t for t in real_tunes if "M:6/8" in t][:60]  # real 6/8 tunes stand in for jigs, the rest for reels
+    texts = jigs + [t for t in real_tunes if "M:6/8" not in t][:140]
+    profiles = measure_profiles(texts, ["jig"] * len(jigs) + ["reel"] * (len(texts) - len(jigs)))
+    assert profiles["rhythm_lengths"]["jig"]["tunes"] >= MIN_INTERVAL_TUNES
+    write_model_profiles(folder, profiles["modes"], profiles["rhythms"], None, profiles["rhythm_lengths"],
+                         corpus="test")
     return folder
 
 
@@ -254,7 +259,8 @@ def test_the_file_round_trips_and_a_broken_one_is_one_line(tmp_path: Path, real_
     modes = mode_profiles(real_tunes[:60])
     rhythms = {"jig": {"lengths": {"1/8": 0.9, "1/4": 0.1}, "tunes": 30}}
     path = write_model_profiles(tmp_path, modes, rhythms, corpus="c")
-    assert path.name == PROFILES_FILE and read_model_profiles(path) == {"modes": modes, "rhythms": rhythms}
+    assert path.name == PROFILES_FILE and read_model_profiles(path) == {"modes": modes, "rhythms": rhythms,
+                                                                        "intervals": {}, "rhythm_lengths": {}}
     path.write_text('{"kind": "theory profiles", "schema_version": 1, "modes": {"major": {"profile": [1], "tunes": 3}}}')
     with pytest.raises(ConfigError, match="abcgen data profiles") as info:
         read_model_profiles(path)
@@ -266,7 +272,8 @@ def test_the_pipeline_prior_changes_the_tunes_and_keeps_them_valid(pipe) -> None
     assert pipe.default_theory_prior() == DEFAULT_THEORY_PRIOR == 1.0 and pipe.default_theory_prior(False) == 0.0
     assert [t["abc"] for t in default] == [t["abc"] for t in pipe(**REQUEST, num_return_sequences=4, seed=3,
                                                                   theory_prior=1.0)]
-    plain = pipe(**REQUEST, num_return_sequences=4, seed=3, theory_prior=0.0)
+    assert pipe.default_rhythm_prior() == DEFAULT_RHYTHM_PRIOR > 0 and pipe.default_rhythm_prior(False) == 0.0
+    plain = pipe(**REQUEST, num_return_sequences=4, seed=3, theory_prior=0.0, rhythm_prior=0.0)
     assert [t["abc"] for t in plain] != [t["abc"] for t in default]
     weighted = pipe(**REQUEST, num_return_sequences=4, seed=3, theory_prior=4.0)
     assert [t["abc"] for t in weighted] != [t["abc"] for t in plain]
@@ -274,12 +281,15 @@ def test_the_pipeline_prior_changes_the_tunes_and_keeps_them_valid(pipe) -> None
     guided = pipe(**REQUEST, num_return_sequences=2, seed=3, theory_prior=1.0, guidance_scale=2.0)
     assert all(t["valid"] for t in guided)
     lengths = pipe(**REQUEST, num_return_sequences=4, seed=3, rhythm_prior=4.0, theory_prior=0.0)
+    assert [t["abc"] for t in pipe(**REQUEST, num_return_sequences=4, seed=3, theory_prior=0.0)] == [
+        t["abc"] for t in pipe(**REQUEST, num_return_sequences=4, seed=3, theory_prior=0.0,
+                               rhythm_prior=DEFAULT_RHYTHM_PRIOR)]  # the default, where the folder has the profiles
     assert all(t["valid"] for t in lengths) and [t["abc"] for t in lengths] != [t["abc"] for t in plain]
     quavers = sum(tune_lengths(t["abc"])[F(1, 8)] / sum(tune_lengths(t["abc"]).values()) for t in lengths)
     plain_quavers = sum(tune_lengths(t["abc"])[F(1, 8)] / sum(tune_lengths(t["abc"]).values()) for t in plain)
-    assert quavers > plain_quavers  # a jig's quavers gain (a random model writes every length)
-    reel = pipe(**{**REQUEST, "rhythm": "reel", "meter": "4/4"}, seed=3, rhythm_prior=4.0)  # no reel profile
-    assert reel[0]["abc"] == pipe(**{**REQUEST, "rhythm": "reel", "meter": "4/4"}, seed=3)[0]["abc"]
+    assert quavers > plain_quavers  # a jig writes more quavers than the reels do: they gain
+    polka = {**REQUEST, "rhythm": "polka", "meter": "2/4"}
+    assert pipe(**polka, seed=3, rhythm_prior=4.0)[0]["abc"] == pipe(**polka, seed=3)[0]["abc"]  # no profile
     free = pipe(**REQUEST, num_return_sequences=2, seed=3, constrained=False)  # the default: no prior unconstrained
     assert len(free) == 2
     two = pipe(**REQUEST, num_return_sequences=1, seed=3, theory_prior=1.0, voices=2)
@@ -341,12 +351,14 @@ def test_cli_writes_profiles_and_generates_with_the_prior(tmp_path: Path, small_
     done = _abcgen("data", "profiles", "--data", str(small_corpus), "--model", str(folder))
     assert done.returncode == 0, done.stderr
     assert "theory profiles of" in done.stdout and (folder / PROFILES_FILE).is_file()
-    assert read_model_profiles(folder / PROFILES_FILE)["modes"]["major"]["tunes"] > 10
+    written = read_model_profiles(folder / PROFILES_FILE)
+    assert written["modes"]["major"]["tunes"] > 10 and written["intervals"]["all"]["tunes"] > 10
     again = _abcgen("data", "profiles", "--data", str(small_corpus), "--model", str(folder))
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
     out = tmp_path / "tunes"
     done = _abcgen("generate", "--model", str(folder), "--key", "D", "--meter", "6/8", "--rhythm", "jig", "--bars",
-                   "8", "--num", "2", "--theory-prior", "1.5", "--rhythm-prior", "1", "--title", "The Prior", "--out", str(out))
+                   "8", "--num", "2", "--theory-prior", "1.5", "--rhythm-prior", "1", "--interval-prior", "1",
+                   "--title", "The Prior", "--out", str(out))
     assert done.returncode == 0, done.stderr
     text = (out / "tune_00.abc").read_text()
     assert "T:The Prior" in text

@@ -59,9 +59,12 @@ class GenerationSettings:
     guidance_scale: float = 1.0  # classifier-free guidance (abcgen.generation.guidance); 1 = off
     theory_prior: float | None = None  # pitch prior of the requested mode (abcgen.grammar.tonality); 0 = off, None =
     # the pipeline's default (1 for a model with theory_profiles.json; evaluate_model records the value used)
-    rhythm_prior: float = 0.0  # strength of the note-length prior of the requested rhythm; 0 = off
-    unison_penalty: float | None = None  # logits off a repeated note (abcgen.grammar.unison); None = the pipeline's
+    rhythm_prior: float | None = None  # note-length prior of the requested rhythm (abcgen.grammar.melody); 0 = off,
+    # None = the pipeline's default (2 for a model with length profiles; evaluate_model records the value used)
+    unison_penalty: float | None = None  # logits off a repeated note (abcgen.grammar.melody); None = the pipeline's
     # default under constrained decoding (evaluate_model records the value used)
+    interval_prior: float | None = None  # melodic-step prior of the requested rhythm (abcgen.grammar.melody); 0 =
+    # off, None = the pipeline's default (2 for a model with interval profiles; evaluate_model records the value used)
 
     def check(self) -> None:
         """``grammar`` and ``guidance_scale`` by the pipeline's own checks (one ``ConfigError`` line), so a bad
@@ -69,7 +72,7 @@ class GenerationSettings:
         if self.grammar is not None:
             check_grammar_options(self.grammar, None, None)
         check_guidance_scale(self.guidance_scale)
-        for name in ("theory_prior", "rhythm_prior"):
+        for name in ("theory_prior", "rhythm_prior", "interval_prior"):
             if getattr(self, name) is None:
                 continue
             value = check_theory_prior(getattr(self, name), name)
@@ -90,8 +93,9 @@ class GenerationSettings:
                 "max_bars": self.max_bars, "voices_from_data": self.voices_from_data,
                 "grammar": self.grammar or DEFAULT_GRAMMAR, "guidance_scale": float(self.guidance_scale),
                 "theory_prior": None if self.theory_prior is None else float(self.theory_prior),
-                "rhythm_prior": float(self.rhythm_prior),
-                "unison_penalty": None if self.unison_penalty is None else float(self.unison_penalty)}
+                "rhythm_prior": None if self.rhythm_prior is None else float(self.rhythm_prior),
+                "unison_penalty": None if self.unison_penalty is None else float(self.unison_penalty),
+                "interval_prior": None if self.interval_prior is None else float(self.interval_prior)}
 
     def pipeline_options(self) -> dict[str, Any]:
         """The pipeline arguments these settings fix for every call (the conditions and seed vary)."""
@@ -99,7 +103,7 @@ class GenerationSettings:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
                 "constrained": self.constrained, "guidance_scale": self.guidance_scale,
                 "theory_prior": self.theory_prior, "rhythm_prior": self.rhythm_prior,
-                "unison_penalty": self.unison_penalty, **grammar}
+                "unison_penalty": self.unison_penalty, "interval_prior": self.interval_prior, **grammar}
 
 
 @dataclass

@@ -131,7 +131,7 @@ def piece_values(piece: Piece) -> dict[str, float]:
       aligned to the end of its bar; pairs of bars in different meters (or in free meter) are skipped.
     * ``mean_abs_interval``: mean |interval| (semitones) between successive melody notes.
     * ``repeated_notes``: share of successive melody notes on the same pitch (0-1): folk tunes 5-12 % by dance,
-      a small model's random walk about 25 % (``abcgen.grammar.unison``).
+      a small model's random walk about 25 % (``abcgen.grammar.melody``).
     * ``self_similarity``: share of the bars after the first whose text equals an earlier bar's text (the
       text of its notes and rests only, so ``A>B`` reads as ``AB``; ``bar_repeats`` compares the notes).
     * ``num_bars`` (bars with music, a pickup not counted), ``num_notes`` (all voices).

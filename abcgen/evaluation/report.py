@@ -501,6 +501,12 @@ def _bar_error(pieces: list[Piece], stats: Any, n_resamples: int, seed: int) -> 
     return stats.bootstrap_statistic(counts, share, n_resamples=n_resamples, seed=seed).as_dict()
 
 
+# Style labels also judged by classifiers that read one feature group each: rhythm adherence from the note durations
+# alone and from the melodic intervals alone, so a decoding that moves only pitches (the interval prior) or only
+# lengths shows which part of the style it changed.
+SPLIT_JUDGES: dict[str, tuple[str, ...]] = {"rhythm": ("durations", "intervals")}
+
+
 def _style_rows(gen: list[Piece], real: list[Piece], train_pieces: list[Piece], inputs: EvaluationInputs,
                 requests: list[Mapping[str, Any]], style_labels: Sequence[str], mean_ci: Callable[[Sequence[float]], dict[str, float]],
                 seed: int) -> list[Metric]:
@@ -520,16 +526,20 @@ def _style_rows(gen: list[Piece], real: list[Piece], train_pieces: list[Piece], 
         if len({train_y[i] for i in keep}) < 2:
             log.info("style %s: fewer than two labels in the training split; no classifier", label)
             continue
-        classifier = StyleClassifier(seed=seed).fit([train_pieces[i] for i in keep], [train_y[i] for i in keep])
-        known = set(classifier.labels)
         real_y = [str(row.get(label) or "") for row in inputs.real_labels]
-        real_pred = classifier.predict(real)
-        real_correct = [100.0 * (p == y) if y in known else math.nan for p, y in zip(real_pred, real_y, strict=True)]
-        gen_pred = classifier.predict(gen)
-        gen_correct = [100.0 * (p == y) if y in known else math.nan for p, y in zip(gen_pred, asked, strict=True)]
-        rows.append(Metric(f"{label}_adherence", "F4", "%", f"a {label} classifier trained on real tunes assigns the "
-                           f"requested {label}; real: its accuracy on held-out tunes (the ceiling)",
-                           mean_ci(gen_correct), mean_ci(real_correct), higher_is_better=True))
+        for groups in ((None, *SPLIT_JUDGES.get(label, ()))):
+            classifier = StyleClassifier(seed=seed, **({"feature_groups": (groups,)} if groups else {})).fit(
+                [train_pieces[i] for i in keep], [train_y[i] for i in keep])
+            known = set(classifier.labels)
+            real_pred = classifier.predict(real)
+            real_correct = [100.0 * (p == y) if y in known else math.nan
+                            for p, y in zip(real_pred, real_y, strict=True)]
+            gen_pred = classifier.predict(gen)
+            gen_correct = [100.0 * (p == y) if y in known else math.nan for p, y in zip(gen_pred, asked, strict=True)]
+            what = f"a {label} classifier trained on real tunes" + (f", reading only their {groups}," if groups else "")
+            rows.append(Metric(f"{label}_adherence" + (f"_{groups}" if groups else ""), "F4", "%",
+                               f"{what} assigns the requested {label}; real: its accuracy on held-out tunes (the "
+                               "ceiling)", mean_ci(gen_correct), mean_ci(real_correct), higher_is_better=True))
     return rows
 
 
@@ -662,8 +672,10 @@ def _grammar_line(decoding: Mapping[str, Any]) -> str:
         prior_text = f"pitch {float(pitch):g}, note lengths {float(lengths or 0):g}"
     unison = decoding.get("unison_penalty")
     unison_text = "not recorded" if unison is None else "off" if not unison else f"{float(unison):g} (logit units)"
+    steps = decoding.get("interval_prior")
+    steps_text = "not recorded" if steps is None else "off" if not steps else f"{float(steps):g}"
     return (f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}. Theory prior: {prior_text}. "
-            f"Unison penalty: {unison_text}.")
+            f"Unison penalty: {unison_text}. Interval prior: {steps_text}.")
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

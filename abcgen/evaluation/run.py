@@ -181,6 +181,10 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         check_guidance(pipe.model, gen_settings.guidance_scale)
         if gen_settings.theory_prior is None:  # the pipeline's default for this model, recorded in the report
             gen_settings.theory_prior = pipe.default_theory_prior(gen_settings.constrained)
+        if gen_settings.rhythm_prior is None:
+            gen_settings.rhythm_prior = pipe.default_rhythm_prior(gen_settings.constrained)
+        if gen_settings.interval_prior is None:
+            gen_settings.interval_prior = pipe.default_interval_prior(gen_settings.constrained)
         if gen_settings.unison_penalty is None and not is_gan:
             gen_settings.unison_penalty = default_unison_penalty(gen_settings.constrained)
 
@@ -209,7 +213,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         # a GAN samples a latent, not tokens: temperature, top-p and constrained decoding do not apply
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
                      "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None,
-                     "theory_prior": None, "rhythm_prior": None, "unison_penalty": None}
+                     "theory_prior": None, "rhythm_prior": None, "unison_penalty": None,
+                     "interval_prior": None}
         if is_gan else gen_settings.as_dict(),
         "conditions_skipped": _skipped_conditions(requests),
         **scored,
@@ -230,9 +235,11 @@ def _refuse_token_options_for_gan(model_dir: Path, gen_settings: GenerationSetti
     for flag, value, asked in (("--grammar", gen_settings.grammar, gen_settings.grammar is not None),
                                ("--guidance-scale", f"{gen_settings.guidance_scale:g}", gen_settings.guided),
                                ("--theory-prior", f"{gen_settings.theory_prior or 0:g}", bool(gen_settings.theory_prior)),
-                               ("--rhythm-prior", f"{gen_settings.rhythm_prior:g}", bool(gen_settings.rhythm_prior)),
+                               ("--rhythm-prior", f"{gen_settings.rhythm_prior or 0:g}", bool(gen_settings.rhythm_prior)),
                                ("--unison-penalty", f"{gen_settings.unison_penalty or 0:g}",
-                                bool(gen_settings.unison_penalty))):
+                                bool(gen_settings.unison_penalty)),
+                               ("--interval-prior", f"{gen_settings.interval_prior or 0:g}",
+                                bool(gen_settings.interval_prior))):
         if asked:
             raise ConfigError(f"{model_dir} is a MusicGAN, which samples no tokens (no grammar, no control tokens "
                               f"to guide): leave out {flag} {value}")

@@ -66,15 +66,28 @@ DEFAULT_THEORY_PRIOR = 1.0
 
 
 def check_theory_prior(value: Any, name: str = "theory_prior") -> float:
-    """``theory_prior`` / ``rhythm_prior``: a finite number >= 0, the strength of the theory prior
-    (``abcgen.grammar.tonality``): 0 = off, 1 = the corpus's profile as it is, 2 = twice as sharp."""
-    what = "pitches; 1 weighs each note by the corpus's profile of the requested mode" if name == "theory_prior" \
-        else "note lengths; 1 weighs each note by how often the requested rhythm writes its length"
+    """``theory_prior`` / ``rhythm_prior`` / ``interval_prior``: a finite number >= 0, the strength of a prior
+    (``abcgen.grammar.tonality``, ``abcgen.grammar.melody``): 0 = off, 1 = the corpus's profile as it is, 2 = twice as sharp."""
+    what = {"theory_prior": "pitches; 1 weighs each note by the corpus's profile of the requested mode",
+            "rhythm_prior": "note lengths; 1 weighs each note by how much more often the requested rhythm writes its "
+                            "length than every rhythm",
+            "interval_prior": "melodic steps; 1 weighs each note by how much more often the requested rhythm takes "
+                              "its step than tunes at large"}.get(name, "choices")
     check_real(name, value, f"a strength of 0 or more, e.g. 1 (0 = off: the model's own {what})", lambda v: v >= 0)
     return float(value)
 
 
-# The unison penalty when a call gives none (constrained decoding; ``abcgen.grammar.unison`` says why repeated
+# The interval prior's strength when a call gives none, for a model whose theory_profiles.json has interval
+# profiles and a request with a rhythm that has one of its own (abcgen.grammar.melody: the bonus is the log ratio of
+# the rhythm's melodic steps to every tune's, a naive-Bayes rhythm classifier's evidence). Measured on the quickstart
+# model with the theory prior and unison penalty at 1 (benchmarks/results/adherence_interval.json).
+DEFAULT_INTERVAL_PRIOR = 1.5
+# The rhythm prior's strength when a call gives none, for a model whose theory_profiles.json has length profiles
+# (abcgen.grammar.melody: the log ratio of the rhythm's written lengths after the length before, as shares of the bar,
+# and of its broken-rhythm signs, to every tune's). Measured beside the interval prior, same file.
+DEFAULT_RHYTHM_PRIOR = 2.0
+
+# The unison penalty when a call gives none (constrained decoding; ``abcgen.grammar.melody`` says why repeated
 # notes need one). Measured on the quickstart model with the theory prior at 1 (benchmarks/results/adherence.json):
 # 1 takes repeated notes from 28 % of melodic steps to 12 % (the training tunes: 5-12 % by dance) with the overlap
 # with real tunes as good; 2 takes them to 6 %, past the corpus, and the steps saved go to leaps of a fourth.
@@ -89,7 +102,7 @@ def default_unison_penalty(constrained: bool = True) -> float:
 
 def check_unison_penalty(value: Any) -> float:
     """``unison_penalty``: a finite number >= 0, the logits taken off a note that repeats the melody note
-    before it (``abcgen.grammar.unison``). Returned as a float."""
+    before it (``abcgen.grammar.melody``). Returned as a float."""
     check_real("unison_penalty", value, "a penalty of 0 or more in logits, e.g. 1 (0 = off: the model's own "
                "repeated notes)", lambda v: v >= 0)
     return float(value)
@@ -153,5 +166,5 @@ def read_prompt(path: str | Path) -> str:
     return text
 
 
-__all__ = ["DEFAULT_GRAMMAR", "DEFAULT_THEORY_PRIOR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_guidance_scale", "check_int",
+__all__ = ["DEFAULT_GRAMMAR", "DEFAULT_INTERVAL_PRIOR", "DEFAULT_RHYTHM_PRIOR", "DEFAULT_THEORY_PRIOR", "GRAMMARS", "MAX_SEED", "check_grammar_options", "check_guidance_scale", "check_int",
            "check_real", "check_theory_prior", "parse_idioms_option", "read_prompt", "short"]

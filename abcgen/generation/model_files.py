@@ -69,7 +69,7 @@ def corpus_idioms(name_or_path: str | Path) -> dict[str, float] | None:
 
 
 def corpus_profiles(name_or_path: str | Path) -> dict[str, dict] | None:
-    """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes``, ``rhythms``),
+    """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes``, ``rhythms``, ``intervals``),
     or None when the model has none (then the theory prior is refused with the command that writes it)."""
     path = _model_file(name_or_path, PROFILES_FILE)
     return None if path is None else read_model_profiles(path)

@@ -23,7 +23,8 @@ How a call works:
    prefix, ``abcgen.generation.guidance``) and the theory prior (every note weighed by the training
    corpus's pitch profile of the requested mode, ``theory_prior``, and by its note lengths in the
    requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``); ``unison_penalty`` takes logits off a
-   note that repeats the melody note before it (``abcgen.grammar.unison``; small models mark time).
+   note that repeats the melody note before it and ``interval_prior`` weighs each melodic step by the
+   corpus's steps in the requested rhythm (``abcgen.grammar.melody``; small models mark time and leap).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report;
    ``return_token_ids=True`` adds the prompt's and the generated token ids (one voice), which preference
    training (``train/align.py``) scores as sampled.
@@ -57,6 +58,8 @@ from abcgen.controls import conditions as registered_conditions
 from abcgen.errors import AbcgenError, ConfigError
 from abcgen.generation.arguments import (
     DEFAULT_GRAMMAR,
+    DEFAULT_INTERVAL_PRIOR,
+    DEFAULT_RHYTHM_PRIOR,
     DEFAULT_THEORY_PRIOR,
     GRAMMARS,
     MAX_SEED,
@@ -80,7 +83,9 @@ from abcgen.generation.model_files import (
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
 from abcgen.grammar.idioms import MIN_ENDINGS_SHARE
-from abcgen.grammar.tonality import length_bonus, prior_bonus, profile_for, profile_for_rhythm
+from abcgen.grammar.melody import POOLED, length_bonus_tables, step_bonus
+from abcgen.grammar.melody import profile_for_rhythm as own_or_pooled
+from abcgen.grammar.tonality import prior_bonus, profile_for
 from abcgen.model_folder import check_tokenizer_matches, model_representation
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
@@ -297,14 +302,16 @@ class AbcGenerationPipeline(MusicPipeline):
         title: str | None = None,
         endings: bool | None = None,
         theory_prior: float | None = None,
-        rhythm_prior: float = 0.0,
+        rhythm_prior: float | None = None,
         unison_penalty: float | None = None,
+        interval_prior: float | None = None,
         return_token_ids: bool = False,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
         check_call_arguments(given, ("pickup", "voices", "grammar", "cadence", "idioms", "guidance_scale", "title",
-                                     "endings", "theory_prior", "rhythm_prior", "unison_penalty", "return_token_ids"),
+                                     "endings", "theory_prior", "rhythm_prior", "unison_penalty", "interval_prior",
+                                     "return_token_ids"),
                              num_return_sequences=num_return_sequences, temperature=temperature, top_p=top_p,
                              max_new_tokens=max_new_tokens, seed=seed, constrained=constrained)
         if pickup is not None and not isinstance(pickup, str):
@@ -324,7 +331,10 @@ class AbcGenerationPipeline(MusicPipeline):
         options["theory_prior"] = self.default_theory_prior(constrained) if theory_prior is None \
             else check_theory_prior(theory_prior)
         options["theory_prior_given"] = theory_prior is not None
-        options["rhythm_prior"] = check_theory_prior(rhythm_prior, "rhythm_prior")
+        options["rhythm_prior"] = self.default_rhythm_prior(constrained) if rhythm_prior is None \
+            else check_theory_prior(rhythm_prior, "rhythm_prior")
+        options["interval_prior"] = self.default_interval_prior(constrained) if interval_prior is None \
+            else check_theory_prior(interval_prior, "interval_prior")
         options["unison_penalty"] = default_unison_penalty(constrained) if unison_penalty is None \
             else check_unison_penalty(unison_penalty)
         if options["unison_penalty"] and not constrained:
@@ -332,7 +342,7 @@ class AbcGenerationPipeline(MusicPipeline):
                               "constrained=True (or leave unison_penalty at 0)")
         rhythm = requested.get("rhythm")
         options["rhythm"] = _label("rhythm", rhythm) if rhythm else None
-        for name in ("theory_prior", "rhythm_prior"):
+        for name in ("theory_prior", "rhythm_prior", "interval_prior"):
             if not options[name]:
                 continue
             if not constrained:
@@ -426,7 +436,8 @@ class AbcGenerationPipeline(MusicPipeline):
         ``pitch_prior``, the bonus per semitone above the tonic of the call's key (``theory_prior``), and
         ``length_prior``, the bonus per written note length of the requested rhythm (``rhythm_prior``; none
         without a rhythm, or for a rhythm with too few tunes in the corpus, which is logged), and the
-        ``unison_penalty`` on repeated notes (``abcgen.grammar.unison``)."""
+        ``unison_penalty`` on repeated notes and the ``interval_prior`` on melodic steps, from the requested
+        rhythm's interval profile or the pooled one (``abcgen.grammar.melody``)."""
         priors: dict[str, Any] = {}
         profiles = self._profiles() or {}
         if options["theory_prior"]:
@@ -443,14 +454,33 @@ class AbcGenerationPipeline(MusicPipeline):
             if profile is not None:
                 priors["pitch_prior"] = prior_bonus(profile, options["theory_prior"])
         if options["rhythm_prior"] and options["rhythm"]:
-            lengths = profile_for_rhythm(profiles.get("rhythms", {}), options["rhythm"])
-            if lengths is None:
-                log.info("rhythm_prior: the model's corpus has too few %r tunes for a length profile; not applied",
-                         options["rhythm"])
+            lengths = profiles.get("rhythm_lengths", {})
+            if POOLED not in lengths:
+                raise ConfigError(f"rhythm_prior={options['rhythm_prior']:g}: the model's theory_profiles.json has no "
+                                  "length profiles (written before they existed); rewrite it with `abcgen data "
+                                  "profiles --model FOLDER --data CORPUS --overwrite`, or leave rhythm_prior at 0")
+            profile = own_or_pooled(lengths, options["rhythm"])  # the same rule: its own, else the pool's
+            if profile is lengths[POOLED]:
+                log.info("rhythm_prior: the model's corpus has too few %r tunes for a length profile of their own; "
+                         "not applied", options["rhythm"])
             else:
-                priors["length_prior"] = length_bonus(lengths, options["rhythm_prior"])
+                priors["rhythm_lengths"] = length_bonus_tables(profile, lengths[POOLED], options["rhythm_prior"])
         if options["unison_penalty"]:
             priors["unison_penalty"] = options["unison_penalty"]
+        if options["interval_prior"]:
+            intervals = profiles.get("intervals", {})
+            pooled = intervals.get(POOLED)
+            if pooled is None:
+                raise ConfigError(f"interval_prior={options['interval_prior']:g}: the model's theory_profiles.json has "
+                                  "no interval profile (written before it existed); rewrite it with `abcgen data "
+                                  "profiles --model FOLDER --data CORPUS --overwrite`, or leave interval_prior at 0")
+            profile = own_or_pooled(intervals, options["rhythm"])
+            if profile is pooled:  # no rhythm asked, or too few of its tunes: nothing to tell it from the rest
+                if options["rhythm"]:
+                    log.info("interval_prior: the model's corpus has too few %r tunes for an interval profile of "
+                             "their own; not applied", options["rhythm"])
+            else:
+                priors["interval_prior"] = step_bonus(profile, options["interval_prior"], reference=pooled)
         return priors
 
     def default_theory_prior(self, constrained: bool = True) -> float:
@@ -463,6 +493,23 @@ class AbcGenerationPipeline(MusicPipeline):
                      self.model.name_or_path)
             return 0.0
         return DEFAULT_THEORY_PRIOR
+
+    def default_interval_prior(self, constrained: bool = True) -> float:
+        """The interval prior a call gets without ``interval_prior``: ``DEFAULT_INTERVAL_PRIOR`` for constrained
+        decoding of a model whose ``theory_profiles.json`` has interval profiles, else 0 (an older folder)."""
+        return self._default_profile_prior(constrained, "intervals", DEFAULT_INTERVAL_PRIOR)
+
+    def default_rhythm_prior(self, constrained: bool = True) -> float:
+        """The rhythm prior a call gets without ``rhythm_prior``: ``DEFAULT_RHYTHM_PRIOR`` for constrained
+        decoding of a model whose ``theory_profiles.json`` has length profiles, else 0 (an older folder)."""
+        return self._default_profile_prior(constrained, "rhythm_lengths", DEFAULT_RHYTHM_PRIOR)
+
+    def _default_profile_prior(self, constrained: bool, section: str, strength: float) -> float:
+        """``strength`` where decoding is constrained (the grammar applies the prior) and the model's profiles
+        have a pooled ``section`` (folders written before it have none: the prior steps aside), else 0."""
+        if not constrained or POOLED not in ((self._profiles() or {}).get(section) or {}):
+            return 0.0
+        return strength
 
     def _profiles(self) -> dict[str, Any] | None:
         """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes`` and

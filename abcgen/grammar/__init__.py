@@ -40,9 +40,10 @@ bars where phrases answer (bars 5-6 of a part repeat 1-2) and sections return (`
 ``DEFAULT_RULES`` has them all; ``LEGACY_RULES`` is the grammar before the idioms. ``idioms_in_corpus``
 measures which idioms a training corpus uses, and ``AbcConstraint(idioms=...)`` keeps those. The theory
 prior (``tonality.py``: a corpus's pitch profile per mode and note lengths per rhythm) is the weighted rule
-``prior`` (``AbcConstraint(pitch_prior=..., length_prior=...)``). ``unison.py``
-(``AbcConstraint(unison_penalty=...)``) takes logits off a note that repeats the melody note before it; it
-depends on the previous pitch, which the cached decisions do not, so the constraint adds it to their bonus.
+``prior`` (``AbcConstraint(pitch_prior=..., length_prior=...)``). ``melody.py``
+(``AbcConstraint(unison_penalty=..., interval_prior=...)``) takes logits off a note that repeats the melody
+note before it and weighs each melodic step by the corpus's interval profile of the requested rhythm; both
+depend on the notes before, which the cached decisions do not, so the constraint adds them to their bonus.
 Their module docstrings give the exact grammar; ``timing.py`` the beats and the fill tables.
 
 **The rule interface** (``rules/base.py``). A ``Rule`` is bound once to the settings (``bind``: check

@@ -30,6 +30,7 @@ from abcgen.grammar.errors import (
     UnknownRuleError,
 )
 from abcgen.grammar.idioms import idioms_from_shares
+from abcgen.grammar.melody import Context, LengthBonus, MelodyPrior, StepBonus, check_unison_penalty
 from abcgen.grammar.recurrence import recurrence_plan
 from abcgen.grammar.rules import (
     CORE,
@@ -46,7 +47,6 @@ from abcgen.grammar.rules.budget import check_budget_value
 from abcgen.grammar.rules.cadence import check_cadence
 from abcgen.grammar.state import INF, LAST_AFTER, State
 from abcgen.grammar.timing import Timing, beam_length, beat_length, is_compound, meter_parts
-from abcgen.grammar.unison import PitchKey, UnisonPenalty, check_unison_penalty
 from abcgen.grammar.vocabulary import BAR, COMPOSITE, NEWLINE, SPACE, MusicVocabulary, Unit, music_vocabulary
 from abcgen.notation.keys import parse_key
 from abcgen.notation.lexer import parse_fraction
@@ -83,7 +83,9 @@ class Settings:
     endings: bool = False  # form: repeated sections end with first and second endings
     pitch_prior: tuple[float, ...] | None = None  # theory prior: a note's bonus per semitone above the tonic
     length_prior: tuple[tuple[Fraction, float], ...] | None = None  # and per written length (whole notes)
-    unison_penalty: float = 0.0  # logits off a note that repeats the melody note before it (abcgen.grammar.unison)
+    unison_penalty: float = 0.0  # logits off a note that repeats the melody note before it (abcgen.grammar.melody)
+    interval_prior: StepBonus | None = None  # bonus per melodic step, after each previous step (step_bonus)
+    rhythm_lengths: LengthBonus | None = None  # bonus per written length after each length (length_bonus_tables)
 
 
 def rule_names(rules: Iterable[str] | None, form: str | None, bar_lines: Sequence[str] | None,
@@ -158,7 +160,10 @@ class Grammar:
         self._costs = [r.finish_cost for r in self.rules if type(r).finish_cost is not Rule.finish_cost]
         self._keys = [r.key for r in self.rules if type(r).key is not Rule.key]
         self._weights = [r.weight for r in self.rules if type(r).weight is not Rule.weight]
-        self.unison = UnisonPenalty(vocab, settings.unison_penalty) if settings.unison_penalty else None
+        self.melody = MelodyPrior(vocab, settings.unison_penalty, settings.interval_prior, settings.rhythm_lengths,
+                                  settings.unit_length, settings.meter) \
+            if settings.unison_penalty or settings.interval_prior is not None or settings.rhythm_lengths is not None \
+            else None
         self.cache: dict[Hashable, Any] = {}
         self.tables: dict[Hashable, tuple[int, list[tuple[int, torch.Tensor, float]]]] = {}
 
@@ -364,7 +369,10 @@ class AbcConstraint:
     ``prior`` rule: nothing is masked); ``length_prior``: the same per written note length
     (``length_bonus``: (length in whole notes, bonus) pairs, the last at length 0 for any other);
     ``unison_penalty``: logits taken off a note that repeats the melody note before it
-    (``abcgen.grammar.unison``; 0 = off). Raises a ``GrammarConfigError`` (a ``ConfigError``)
+    (``abcgen.grammar.melody``; 0 = off); ``interval_prior``: the bonus of each melodic step after the
+    step before it (``abcgen.grammar.melody.step_bonus`` of the corpus's interval profile; None = off);
+    ``rhythm_lengths``: the bonus of each written length after the one before and of a broken-rhythm sign
+    (``abcgen.grammar.melody.length_bonus_tables``; None = off). Raises a ``GrammarConfigError`` (a ``ConfigError``)
     when the settings contradict each other, ``BudgetTooSmallError`` when the budget cannot hold the bars.
 
     Feed each generated token to ``advance``; ``allowed_mask()`` / ``allowed_ids()`` say what may come
@@ -396,6 +404,8 @@ class AbcConstraint:
         pitch_prior: Sequence[float] | None = None,
         length_prior: Sequence[tuple[Fraction, float]] | None = None,
         unison_penalty: float = 0.0,
+        interval_prior: StepBonus | None = None,
+        rhythm_lengths: LengthBonus | None = None,
     ) -> None:
         meter_text = meter if isinstance(meter, str) else None
         meter = read_meter(meter)
@@ -412,6 +422,16 @@ class AbcConstraint:
         names = rule_names(rules, form, bar_lines, idioms, vocab)
         if pitch_prior is not None:
             pitch_prior = tuple(float(b) for b in pitch_prior)
+        if interval_prior is not None:  # hashable: the settings key the compiled grammar's cache
+            first, after = interval_prior
+            interval_prior = (tuple(float(b) for b in first), tuple(tuple(float(b) for b in row) for row in after))
+        if rhythm_lengths is not None:
+            def row(pairs: Iterable[tuple[Any, float]]) -> tuple[tuple[Fraction, float], ...]:
+                return tuple((Fraction(length), float(b)) for length, b in pairs)
+
+            first_lengths, after_lengths, other, broken = rhythm_lengths
+            rhythm_lengths = (row(first_lengths), tuple((Fraction(k), row(r)) for k, r in after_lengths),
+                              float(other), float(broken))
         if length_prior is not None:
             length_prior = tuple((Fraction(length), float(b)) for length, b in length_prior)
         if pitch_prior is not None or length_prior is not None:
@@ -422,7 +442,8 @@ class AbcConstraint:
                             meter_text=meter_text, key=key if cadence_on or pitch_prior is not None else None, cadence=cadence,
                             cadence_degree=cadence_degree, cadence_sections=bool(cadence_sections) and cadence_on,
                             cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form),
-                            pitch_prior=pitch_prior, length_prior=length_prior, unison_penalty=unison_penalty)
+                            pitch_prior=pitch_prior, length_prior=length_prior, unison_penalty=unison_penalty,
+                            interval_prior=interval_prior, rhythm_lengths=rhythm_lengths)
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab
         self.key, self.max_new_tokens = key, max_new_tokens
@@ -456,7 +477,7 @@ class AbcConstraint:
         self.state = self.grammar.start_state()
         self.bar_ids: dict[int, list[int]] = {}  # full bar -> its tokens (no bar line), for ``recurrence``
         self.replay: list[int] = []  # tokens of an earlier bar still to replay in this one
-        self.melody_pitch: PitchKey | None = None  # the last melody note (``unison_penalty``)
+        self.melody_context: Context = None  # the last melody note and its step (``abcgen.grammar.melody``)
 
     def copy(self) -> AbcConstraint:
         """A constraint in the same state that goes on independently (same settings and caches)."""
@@ -543,27 +564,29 @@ class AbcConstraint:
         forced = self._forced(decision)
         return [forced] if forced is not None else sorted(decision.allowed)
 
-    def _unison_applies(self) -> bool:
-        """Whether the next token's first note is a melody note that may repeat the one before (not inside a
-        grace group or a chord, not a note ornamented by grace notes or a decoration)."""
+    def _melody_context(self) -> Context:
+        """The melody context the next token's first note is weighed against (``abcgen.grammar.melody``), None
+        where it is not a melody note that follows one (inside a grace group or a chord, a note ornamented by
+        grace notes or a decoration, nothing before)."""
         s = self.state
-        return (self.grammar.unison is not None and self.melody_pitch is not None and not s.pending
-                and not s.closed and not s.finished and not s.grace and not s.chord and not s.host)
+        if (self.grammar.melody is None or s.pending or s.closed or s.finished or s.grace or s.chord
+                or s.host):
+            return None
+        return self.melody_context
 
     def bonus(self) -> torch.Tensor | None:
         """The logit bonus of the tokens allowed next (weighted rules: cadence, theory prior; the unison
-        penalty), None when there is none."""
+        penalty and interval prior), None when there is none."""
         bonus = self._decide().bonus
-        unison = self.grammar.unison
-        if unison is None or self.state.finished or self.state.pending or self.state.closed:
+        melody = self.grammar.melody
+        if melody is None or self.state.finished or self.state.pending or self.state.closed:
             return bonus
-        penalty = unison.vector(self.melody_pitch if self._unison_applies() else None)
-        return penalty if bonus is None else bonus + penalty
+        weight = melody.vector(self._melody_context())
+        return weight if bonus is None else bonus + weight
 
     def device_bonus(self, device: torch.device, width: int) -> torch.Tensor | None:
         """``bonus()`` on ``device``, padded with 0 to ``width``; None when there is none."""
-        unison = self.melody_pitch if self._unison_applies() else None
-        dkey = (self._key(), unison, device, width, "bonus")
+        dkey = (self._key(), self._melody_context(), device, width, "bonus")
         cache = self.grammar.cache
         cached = cache.get(dkey)
         if cached is None:
@@ -611,9 +634,9 @@ class AbcConstraint:
             assert next_state is not None  # allowed tokens have a transition
             ns = next_state
         self.state = ns
-        if self.grammar.unison is not None:
+        if self.grammar.melody is not None:
             melodic = not before.grace and not before.chord and not before.pending
-            self.melody_pitch = self.grammar.unison.after(self.melody_pitch, token_id, melodic)
+            self.melody_context = self.grammar.melody.after(self.melody_context, token_id, melodic)
         if self.plan:
             self._record(token_id, before)
 

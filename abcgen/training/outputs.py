@@ -15,10 +15,9 @@ import torch
 
 from abcgen.corpus.build import load_corpus
 from abcgen.grammar.idioms import idioms_in_corpus
-from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
 from abcgen.model_folder import write_model_identity
 from abcgen.model_idioms import write_model_idioms
-from abcgen.model_profiles import write_model_profiles
+from abcgen.model_profiles import measure_profiles, write_model_profiles
 from abcgen.tokenization.extend import save_music_tokenizer
 from abcgen.training.config import TrainConfig, save_config
 
@@ -73,8 +72,8 @@ def write_run_record(final: str | Path, cfg: TrainConfig, summary: dict[str, Any
 def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary: dict[str, Any]) -> None:
     """Beside a token model's weights: the tokenizer, a sampling generation config, the tokenizer's
     fingerprint, the idioms of the training tunes (``idioms.json``: what ``grammar="idiom"`` allows) and
-    their pitch profile per mode and note lengths per rhythm (``theory_profiles.json``: the pipeline's
-    ``theory_prior`` and ``rhythm_prior``), then
+    their pitch profile per mode, note lengths and melodic steps per rhythm (``theory_profiles.json``: the
+    pipeline's ``theory_prior``, ``rhythm_prior`` and ``interval_prior``), then
     ``write_run_record``. Main process only."""
     from transformers import GenerationConfig
 
@@ -89,7 +88,8 @@ def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary
     train = load_corpus(cfg.data.corpus)["train"]
     texts = list(train["abc"])
     write_model_idioms(final, idioms_in_corpus(texts), tunes=len(texts), corpus=str(cfg.data.corpus))
-    rhythms = rhythm_profiles(zip(texts, train["rhythm"], strict=True)) if "rhythm" in train.column_names else {}
-    write_model_profiles(final, mode_profiles(texts), rhythms, corpus=str(cfg.data.corpus))
+    profiles = measure_profiles(texts, list(train["rhythm"]) if "rhythm" in train.column_names else None)
+    write_model_profiles(final, profiles["modes"], profiles["rhythms"], profiles["intervals"],
+                         profiles["rhythm_lengths"], corpus=str(cfg.data.corpus))
     write_run_record(final, cfg, summary)
 
