@@ -26,6 +26,7 @@ from abcgen.grammar.melody import (
     MelodyPrior,
     interval_profiles,
     length_bonus_tables,
+    length_profile_key,
     length_profiles,
     profile_for_rhythm,
     step_bonus,
@@ -309,12 +310,18 @@ def test_lengths_are_shares_of_the_bar_and_broken_signs_are_counted() -> None:
     reel_44 = "X:1\nM:4/4\nL:1/8\nK:D\nA>B c2 z d |]\n"
     reel_24 = "X:1\nM:2/4\nL:1/16\nK:D\nA>B c2 z d |]\n"
     # an eighth of a 4/4 bar and a sixteenth of a 2/4 bar are the same share: the corpus writes reels both ways
-    expected = ([(None, F(1, 8)), (F(1, 8), F(1, 8)), (F(1, 8), F(1, 4)), (None, F(1, 8))], 1)
-    assert tune_lengths_in_order(reel_44) == tune_lengths_in_order(reel_24) == expected
-    profiles = length_profiles([(reel_44, "hornpipe"), (reel_24, "hornpipe"), ("X:1\nM:4/4\nL:1/8\nK:D\nABcd|]\n", "reel")])
-    assert profiles["hornpipe"]["broken"] == pytest.approx(2 / 8) and profiles["reel"]["broken"] == 0
-    assert profiles[POOLED]["tunes"] == 3 and sum(profiles[POOLED]["lengths"].values()) == pytest.approx(1, abs=1e-5)
-    assert all(sum(row.values()) == pytest.approx(1, abs=1e-4) for row in profiles[POOLED]["after"].values())
+    expected = [(None, F(1, 8)), (F(1, 8), F(1, 8)), (F(1, 8), F(1, 4)), (None, F(1, 8))]
+    assert tune_lengths_in_order(reel_44) == (expected, 1, "4/4") and tune_lengths_in_order(reel_24) == (expected, 1, "2/4")
+    even = "X:1\nM:C\nL:1/8\nK:D\nABcd|]\n"
+    profiles = length_profiles([(reel_44, "hornpipe"), (reel_24, "hornpipe"), (even, "reel")])
+    # filed per rhythm and meter (C is 4/4): a 2/4 hornpipe is not measured against 4/4 tunes
+    assert set(profiles) == {"hornpipe|4/4", "hornpipe|2/4", "reel|4/4", "all|4/4", "all|2/4"}
+    assert profiles["hornpipe|4/4"]["broken"] == pytest.approx(1 / 4) and profiles["reel|4/4"]["broken"] == 0
+    pooled = profiles["all|4/4"]
+    assert pooled["tunes"] == 2 and sum(pooled["lengths"].values()) == pytest.approx(1, abs=1e-5)
+    assert all(sum(row.values()) == pytest.approx(1, abs=1e-4) for row in pooled["after"].values())
+    assert length_profile_key("jig", "6/8") == "jig|6/8" and length_profile_key("jig", "C|") == "jig|2/2"
+    assert length_profile_key("air", "none") is None
 
 
 def test_the_rhythm_lengths_weigh_each_length_after_the_one_before_and_the_broken_sign() -> None:

@@ -242,7 +242,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, real_tunes: list[str]) -
     jigs = [t for t in real_tunes if "M:6/8" in t][:60]  # real 6/8 tunes stand in for jigs, the rest for reels
     texts = jigs + [t for t in real_tunes if "M:6/8" not in t][:140]
     profiles = measure_profiles(texts, ["jig"] * len(jigs) + ["reel"] * (len(texts) - len(jigs)))
-    assert profiles["rhythm_lengths"]["jig"]["tunes"] >= MIN_INTERVAL_TUNES
+    assert profiles["rhythm_lengths"]["jig|6/8"]["tunes"] >= MIN_INTERVAL_TUNES  # per rhythm and meter
     write_model_profiles(folder, profiles["modes"], profiles["rhythms"], None, profiles["rhythm_lengths"],
                          corpus="test")
     return folder

@@ -83,7 +83,13 @@ from abcgen.generation.model_files import (
 from abcgen.generation.sampling import check_model_path, check_sample, load_error, position_limit
 from abcgen.grammar import AbcConstraint, AbcLogitsProcessor, BudgetTooSmallError, bar_template
 from abcgen.grammar.idioms import MIN_ENDINGS_SHARE
-from abcgen.grammar.melody import POOLED, length_bonus_tables, step_bonus
+from abcgen.grammar.melody import (
+    MIN_INTERVAL_TUNES,
+    POOLED,
+    length_bonus_tables,
+    length_profile_key,
+    step_bonus,
+)
 from abcgen.grammar.melody import profile_for_rhythm as own_or_pooled
 from abcgen.grammar.tonality import prior_bonus, profile_for
 from abcgen.model_folder import check_tokenizer_matches, model_representation
@@ -417,7 +423,7 @@ class AbcGenerationPipeline(MusicPipeline):
         ``idioms.json``). A later voice (``voices > 1``) follows voice 1's bar template without a cadence:
         it harmonises voice 1's ending rather than ending on the tonic itself."""
         endings = options["endings"] and not later_voice  # a later voice follows voice 1's template
-        priors = self._priors(options, frame["key_text"])
+        priors = self._priors(options, frame["key_text"], frame["meter_text"])
         if options["grammar"] == "legacy":
             return {"meter": frame["meter"], "rules": GRAMMARS["legacy"], "endings": endings, **priors}
         idioms = options["idioms"]
@@ -431,7 +437,7 @@ class AbcGenerationPipeline(MusicPipeline):
                 "cadence_sections": bool(frame["form"]) and not later_voice,  # each part ends on the tonic too
                 "endings": endings, **priors}
 
-    def _priors(self, options: dict[str, Any], key_text: str) -> dict[str, Any]:
+    def _priors(self, options: dict[str, Any], key_text: str, meter_text: str | None = None) -> dict[str, Any]:
         """The theory prior of the call (``abcgen.grammar.tonality``), from the model's ``theory_profiles.json``:
         ``pitch_prior``, the bonus per semitone above the tonic of the call's key (``theory_prior``), and
         ``length_prior``, the bonus per written note length of the requested rhythm (``rhythm_prior``; none
@@ -455,16 +461,17 @@ class AbcGenerationPipeline(MusicPipeline):
                 priors["pitch_prior"] = prior_bonus(profile, options["theory_prior"])
         if options["rhythm_prior"] and options["rhythm"]:
             lengths = profiles.get("rhythm_lengths", {})
-            if POOLED not in lengths:
+            if not lengths:
                 raise ConfigError(f"rhythm_prior={options['rhythm_prior']:g}: the model's theory_profiles.json has no "
                                   "length profiles (written before they existed); rewrite it with `abcgen data "
                                   "profiles --model FOLDER --data CORPUS --overwrite`, or leave rhythm_prior at 0")
-            profile = own_or_pooled(lengths, options["rhythm"])  # the same rule: its own, else the pool's
-            if profile is lengths[POOLED]:
-                log.info("rhythm_prior: the model's corpus has too few %r tunes for a length profile of their own; "
-                         "not applied", options["rhythm"])
+            own = lengths.get(length_profile_key(options["rhythm"], meter_text) or "")
+            pooled = lengths.get(length_profile_key(POOLED, meter_text) or "")
+            if own is None or pooled is None or int(own["tunes"]) < MIN_INTERVAL_TUNES:
+                log.info("rhythm_prior: the model's corpus has too few %r tunes in %s for a length profile of "
+                         "their own; not applied", options["rhythm"], meter_text)
             else:
-                priors["rhythm_lengths"] = length_bonus_tables(profile, lengths[POOLED], options["rhythm_prior"])
+                priors["rhythm_lengths"] = length_bonus_tables(own, pooled, options["rhythm_prior"])
         if options["unison_penalty"]:
             priors["unison_penalty"] = options["unison_penalty"]
         if options["interval_prior"]:
@@ -497,19 +504,16 @@ class AbcGenerationPipeline(MusicPipeline):
     def default_interval_prior(self, constrained: bool = True) -> float:
         """The interval prior a call gets without ``interval_prior``: ``DEFAULT_INTERVAL_PRIOR`` for constrained
         decoding of a model whose ``theory_profiles.json`` has interval profiles, else 0 (an older folder)."""
-        return self._default_profile_prior(constrained, "intervals", DEFAULT_INTERVAL_PRIOR)
+        if not constrained or POOLED not in ((self._profiles() or {}).get("intervals") or {}):
+            return 0.0
+        return DEFAULT_INTERVAL_PRIOR
 
     def default_rhythm_prior(self, constrained: bool = True) -> float:
         """The rhythm prior a call gets without ``rhythm_prior``: ``DEFAULT_RHYTHM_PRIOR`` for constrained
         decoding of a model whose ``theory_profiles.json`` has length profiles, else 0 (an older folder)."""
-        return self._default_profile_prior(constrained, "rhythm_lengths", DEFAULT_RHYTHM_PRIOR)
-
-    def _default_profile_prior(self, constrained: bool, section: str, strength: float) -> float:
-        """``strength`` where decoding is constrained (the grammar applies the prior) and the model's profiles
-        have a pooled ``section`` (folders written before it have none: the prior steps aside), else 0."""
-        if not constrained or POOLED not in ((self._profiles() or {}).get(section) or {}):
+        if not constrained or not (self._profiles() or {}).get("rhythm_lengths"):
             return 0.0
-        return strength
+        return DEFAULT_RHYTHM_PRIOR
 
     def _profiles(self) -> dict[str, Any] | None:
         """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes`` and

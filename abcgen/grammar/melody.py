@@ -20,9 +20,9 @@ ornament does); nothing is masked:
   prior's (``abcgen.grammar.tonality``): a product of experts with the model, the model's distribution times
   ``p(step | previous step) ** strength``. The pipeline weighs by the ratio of the rhythm's profile to every
   tune's (``step_bonus(..., reference=pooled)``): the model knows the corpus's average motion already.
-- ``rhythm_lengths`` (learned, the pipeline's ``rhythm_prior``): the same for note lengths, the written length
-  of each melody note as a share of the bar (``A`` at ``L:1/8`` in ``M:4/4`` and ``A`` at ``L:1/16`` in ``M:2/4``
-  are both 1/8: the corpus writes a reel either way) after the written length of the one before
+- ``rhythm_lengths`` (learned, the pipeline's ``rhythm_prior``): the same for note lengths, per rhythm *and
+  meter* (a jig in 9/8 is not written like one in 6/8), against every tune of that meter: the written length
+  of each melody note as a share of the bar after the written length of the one before
   (``length_profiles``), and the share of melody notes followed by a broken-rhythm sign (``A>B``: the
   dotted swing of a hornpipe, which written lengths do not show); ``length_bonus_tables`` turns the rhythm's
   profile against every tune's into bonuses (a broken-rhythm sign gets its bonus as a plain logit shift).
@@ -208,10 +208,25 @@ def step_bonus(profile: Mapping[str, Any], strength: float,
 _LENGTH_SUFFIX_RE = re.compile(r"[_^=]*[A-Ga-g][',]*(.*)")
 
 
-def tune_lengths_in_order(abc: str) -> tuple[list[tuple[Fraction | None, Fraction]], int] | None:
+def meter_label(meter: str | None) -> str | None:
+    """The key a meter's length profiles are filed under: ``"6/8"``; ``C`` is ``4/4``, ``C|`` is ``2/2``; None
+    for no meter or a free one."""
+    text = (meter or "").strip().replace(" ", "")
+    text = {"C": "4/4", "C|": "2/2"}.get(text, text)
+    return text if re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", text) else None
+
+
+def length_profile_key(rhythm: str, meter: str | None) -> str | None:
+    """``"jig|6/8"``: the key of a rhythm's (or ``POOLED``'s) length profile in one meter, None without a meter."""
+    label = meter_label(meter)
+    return None if label is None else f"{rhythm}|{label}"
+
+
+def tune_lengths_in_order(abc: str) -> tuple[list[tuple[Fraction | None, Fraction]], int, str | None] | None:
     """The written lengths of one tune's melody notes (shares of its bar) as (previous length or None, length)
-    pairs -- a rest or a chord breaks the line, grace notes are not melody notes -- and how many of the notes
-    a broken-rhythm sign follows; None for a tune the parser rejects or without a meter."""
+    pairs -- a rest or a chord breaks the line, grace notes are not melody notes --, how many of the notes a
+    broken-rhythm sign follows, and the tune's ``M:`` text; None for a tune the parser rejects or without a
+    meter."""
     from abcgen.errors import AbcgenError
     from abcgen.notation import events as ev
     from abcgen.notation.lexer import parse_duration
@@ -219,7 +234,7 @@ def tune_lengths_in_order(abc: str) -> tuple[list[tuple[Fraction | None, Fractio
 
     try:
         tune = parse_tune(abc)
-        unit, bar, events = tune.unit_length, tune.meter, tune.events()
+        unit, bar, events, meter = tune.unit_length, tune.meter, tune.events(), tune.get("M")
     except AbcgenError:
         return None
     if not bar:  # free meter: no bar to measure against
@@ -240,11 +255,12 @@ def tune_lengths_in_order(abc: str) -> tuple[list[tuple[Fraction | None, Fractio
             length = parse_duration(m.group(1)) * unit / bar
             pairs.append((last, length))
             last = length
-    return pairs, broken
+    return pairs, broken, meter
 
 
 def length_profiles(rows: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
-    """Per rhythm label of ``rows`` and ``POOLED``: ``{"tunes": n, "lengths": {length: share}, "after":
+    """Per rhythm label of ``rows`` and ``POOLED``, in each meter (``length_profile_key``: ``"jig|6/8"``,
+    ``"all|6/8"``): ``{"tunes": n, "lengths": {length: share}, "after":
     {previous length: {length: share}}, "broken": share of melody notes a broken-rhythm sign follows}``,
     lengths as text (``"3/16"``), counted over notes and smoothed as ``interval_profiles``."""
     firsts: dict[str, Counter[Fraction]] = defaultdict(Counter)
@@ -255,8 +271,11 @@ def length_profiles(rows: Iterable[tuple[str, str | None]]) -> dict[str, dict[st
         measured = tune_lengths_in_order(abc)
         if not measured or not measured[0]:
             continue
-        lengths, signs = measured
-        for label in (POOLED, rhythm) if rhythm else (POOLED,):
+        lengths, signs, meter = measured
+        for name in (POOLED, rhythm) if rhythm else (POOLED,):
+            label = length_profile_key(name, meter)
+            if label is None:
+                continue
             tunes[label] += 1
             broken[label] += signs
             for previous, length in lengths:
@@ -449,5 +468,6 @@ def _pitch_key(vocab: MusicVocabulary, token_id: int, text: str) -> PitchKey | N
 
 __all__ = ["MAX_STEP", "MIN_INTERVAL_TUNES", "NUM_STEPS", "POOLED", "Context", "LengthBonus", "MelodyPrior",
            "PitchKey", "check_interval_profile", "check_length_profile", "check_unison_penalty", "diatonic_index",
-           "interval_profiles", "length_bonus_tables", "length_profiles", "profile_for_rhythm", "step_bonus",
+           "interval_profiles", "length_bonus_tables", "length_profile_key", "length_profiles", "meter_label",
+           "profile_for_rhythm", "step_bonus",
            "tune_lengths_in_order", "tune_steps"]
