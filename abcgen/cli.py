@@ -96,7 +96,8 @@ _guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite numb
 
 def _data_profiles(args: argparse.Namespace) -> int:
     from abcgen.corpus.build import load_corpus
-    from abcgen.model_profiles import PROFILES_FILE, measure_profiles, write_model_profiles
+    from abcgen.grammar.melody import measure_profiles
+    from abcgen.model_profiles import PROFILES_FILE, write_model_profiles
 
     if not args.model.is_dir():
         raise ConfigError(f"--model {str(args.model)!r} is not a folder: give the model folder (train/finetune.py's "

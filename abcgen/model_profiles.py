@@ -12,12 +12,10 @@ existed have no ``intervals``): ``abcgen data profiles --model FOLDER --data COR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from abcgen.errors import ConfigError
-from abcgen.grammar.melody import check_interval_profile, check_length_profile
 from abcgen.versioned import read_versioned, write_versioned
 
 PROFILES_FILE = "theory_profiles.json"
@@ -25,32 +23,21 @@ KIND = "theory profiles"
 VERSION = 1
 
 
-def measure_profiles(texts: Sequence[str], rhythms: Sequence[str | None] | None = None) -> dict[str, Any]:
-    """``{"modes", "rhythms", "intervals"}`` of training tunes ``texts`` with their rhythm labels (None: the
-    corpus has no rhythm column; ``rhythms`` and the per-rhythm ``intervals`` are then empty)."""
-    from abcgen.grammar.melody import interval_profiles, length_profiles
-    from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
-
-    labels = list(rhythms) if rhythms is not None else [None] * len(texts)
-    return {"modes": mode_profiles(texts),
-            "rhythms": rhythm_profiles(zip(texts, labels, strict=True)) if rhythms is not None else {},
-            "intervals": interval_profiles(zip(texts, labels, strict=True)),
-            "rhythm_lengths": length_profiles(zip(texts, labels, strict=True))}
-
-
 def write_model_profiles(folder: str | Path, modes: dict[str, dict[str, Any]],
                          rhythms: dict[str, dict[str, Any]] | None = None,
                          intervals: dict[str, dict[str, Any]] | None = None,
                          rhythm_lengths: dict[str, dict[str, Any]] | None = None, *, corpus: str | None = None) -> Path:
-    """Write ``folder/theory_profiles.json`` (``measure_profiles`` of the training tunes); returns its path."""
+    """Write ``folder/theory_profiles.json`` (``abcgen.grammar.melody.measure_profiles`` of the training tunes);
+    returns its path."""
     return write_versioned(Path(folder) / PROFILES_FILE, KIND, VERSION,
                            {"modes": modes, "rhythms": rhythms or {}, "intervals": intervals or {},
                             "rhythm_lengths": rhythm_lengths or {}, "corpus": corpus}, sort_keys=True)
 
 
 def read_model_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{"modes": ..., "rhythms": ..., "intervals": ...}`` of a ``theory_profiles.json`` (a ``ConfigError`` line
-    for a broken file; ``intervals`` is empty in a file written before it existed)."""
+    """``{"modes": ..., "rhythms": ..., "intervals": ..., "rhythm_lengths": ...}`` of a ``theory_profiles.json``
+    (a ``ConfigError`` line for a broken file; ``intervals`` and ``rhythm_lengths`` are empty in a file written
+    before they existed). Their entries' shapes are the grammar's to check (``corpus_profiles`` does, a layer up)."""
     fix = "re-run training, or write it with `abcgen data profiles --model FOLDER --data CORPUS`"
     data = read_versioned(path, KIND, VERSION, fix=fix)
     modes, rhythms = data.get("modes"), data.get("rhythms", {})
@@ -73,14 +60,7 @@ def read_model_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(lengths, dict) or not all(isinstance(e, dict) and isinstance(e.get("tunes"), int)
                                                 for e in lengths.values()):
         raise ConfigError(f"theory profiles file {str(path)!r} has a 'rhythm_lengths' entry without 'tunes': {fix}")
-    for what, entries, check in (("intervals", intervals, check_interval_profile),
-                                 ("rhythm_lengths", lengths, check_length_profile)):
-        for label, entry in entries.items():
-            try:
-                check(entry)
-            except ConfigError as error:
-                raise ConfigError(f"theory profiles file {str(path)!r}, {what} of {label!r}: {error}") from None
     return {"modes": modes, "rhythms": rhythms, "intervals": intervals, "rhythm_lengths": lengths}
 
 
-__all__ = ["PROFILES_FILE", "measure_profiles", "read_model_profiles", "write_model_profiles"]
+__all__ = ["PROFILES_FILE", "read_model_profiles", "write_model_profiles"]

@@ -231,7 +231,8 @@ def profiled_pipe(tmp_path_factory: pytest.TempPathFactory, real_tunes: list[str
     """A tiny random model whose theory_profiles.json has the interval profile of real jigs and reels."""
     from transformers import pipeline
 
-    from abcgen.model_profiles import measure_profiles, write_model_profiles
+    from abcgen.grammar.melody import measure_profiles
+    from abcgen.model_profiles import write_model_profiles
 
     folder = tiny_music_model_folder(tmp_path_factory.mktemp("interval") / "m")
     texts = real_tunes[:200]
@@ -299,6 +300,14 @@ def test_an_interval_prior_without_the_profile_names_the_command(pipe, tmp_path:
         old(**REQUEST, interval_prior=1.0)
     with pytest.raises(ConfigError, match="rhythm_prior=1: .*no length profiles.*--overwrite"):
         old(**REQUEST, rhythm_prior=1.0)
+    from abcgen.generation.model_files import corpus_profiles
+
+    broken = tiny_music_model_folder(tmp_path / "broken")
+    write_model_profiles(broken, {"major": {"profile": [1 / 12] * 12, "tunes": 30}}, {},
+                         {"all": {"tunes": 3, "steps": [1.0], "after": []}})
+    with pytest.raises(ConfigError, match="intervals of 'all': .*abcgen data profiles") as info:
+        corpus_profiles(broken)
+    assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="interval_prior=-2: give a strength of 0 or more"):
         old(**REQUEST, interval_prior=-2)
 

@@ -20,7 +20,7 @@ import abcgen  # noqa: F401  -- registers the task
 from abcgen.errors import ConfigError
 from abcgen.generation.arguments import DEFAULT_RHYTHM_PRIOR, DEFAULT_THEORY_PRIOR
 from abcgen.grammar import DEFAULT_RULES
-from abcgen.grammar.melody import MIN_INTERVAL_TUNES
+from abcgen.grammar.melody import MIN_INTERVAL_TUNES, measure_profiles
 from abcgen.grammar.tonality import (
     MIN_MODE_TUNES,
     MIN_RHYTHM_TUNES,
@@ -35,7 +35,7 @@ from abcgen.grammar.tonality import (
     tune_lengths,
     tune_profile,
 )
-from abcgen.model_profiles import PROFILES_FILE, measure_profiles, read_model_profiles, write_model_profiles
+from abcgen.model_profiles import PROFILES_FILE, read_model_profiles, write_model_profiles
 from abcgen.notation.lexer import lex_body
 
 REQUEST = {"key": "D", "meter": "6/8", "rhythm": "jig", "bars": 8}

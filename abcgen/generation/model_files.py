@@ -11,6 +11,7 @@ from pathlib import Path
 from abcgen.controls import FILENAME as CONTROL_VOCABULARY_FILE
 from abcgen.controls import ControlVocabulary, condition_names
 from abcgen.errors import ConfigError
+from abcgen.grammar.melody import check_interval_profile, check_length_profile
 from abcgen.model_idioms import IDIOMS_FILE, read_model_idioms
 from abcgen.model_profiles import PROFILES_FILE, read_model_profiles
 
@@ -69,10 +70,20 @@ def corpus_idioms(name_or_path: str | Path) -> dict[str, float] | None:
 
 
 def corpus_profiles(name_or_path: str | Path) -> dict[str, dict] | None:
-    """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes``, ``rhythms``, ``intervals``),
+    """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes``, ``rhythms``, ``intervals``,
+    ``rhythm_lengths``, each entry checked by the grammar),
     or None when the model has none (then the theory prior is refused with the command that writes it)."""
     path = _model_file(name_or_path, PROFILES_FILE)
-    return None if path is None else read_model_profiles(path)
+    if path is None:
+        return None
+    profiles = read_model_profiles(path)
+    for section, check in (("intervals", check_interval_profile), ("rhythm_lengths", check_length_profile)):
+        for label, entry in profiles[section].items():
+            try:
+                check(entry)
+            except ConfigError as error:
+                raise ConfigError(f"theory profiles file {str(path)!r}, {section} of {label!r}: {error}") from None
+    return profiles
 
 
 __all__ = ["corpus_idioms", "corpus_profiles", "load_control_vocabulary", "trained_conditions"]

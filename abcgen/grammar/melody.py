@@ -351,6 +351,20 @@ def _bonus_in(row: Sequence[tuple[Fraction, float]], length: Fraction) -> float:
     return row[-1][1]
 
 
+def measure_profiles(texts: Sequence[str], rhythms: Sequence[str | None] | None = None) -> dict[str, Any]:
+    """Every profile the decoding priors read (``theory_profiles.json``, ``abcgen.model_profiles``): ``{"modes",
+    "rhythms", "intervals", "rhythm_lengths"}`` of training tunes ``texts`` with their rhythm labels (None: the
+    corpus has no rhythm column; only the pooled entries are then written)."""
+    from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
+
+    labels = list(rhythms) if rhythms is not None else [None] * len(texts)
+    return {"modes": mode_profiles(texts),
+            "rhythms": rhythm_profiles(zip(texts, labels, strict=True)) if rhythms is not None else {},
+            "intervals": interval_profiles(zip(texts, labels, strict=True)),
+            "rhythm_lengths": length_profiles(zip(texts, labels, strict=True))}
+
+
+
 # --- applying it while decoding ------------------------------------------------------------------------------------
 
 class MelodyPrior:
@@ -467,7 +481,7 @@ def _pitch_key(vocab: MusicVocabulary, token_id: int, text: str) -> PitchKey | N
 
 
 __all__ = ["MAX_STEP", "MIN_INTERVAL_TUNES", "NUM_STEPS", "POOLED", "Context", "LengthBonus", "MelodyPrior",
-           "PitchKey", "check_interval_profile", "check_length_profile", "check_unison_penalty", "diatonic_index",
+           "PitchKey", "check_interval_profile", "check_length_profile", "check_unison_penalty", "diatonic_index", "measure_profiles",
            "interval_profiles", "length_bonus_tables", "length_profile_key", "length_profiles", "meter_label",
            "profile_for_rhythm", "step_bonus",
            "tune_lengths_in_order", "tune_steps"]

@@ -15,9 +15,10 @@ import torch
 
 from abcgen.corpus.build import load_corpus
 from abcgen.grammar.idioms import idioms_in_corpus
+from abcgen.grammar.melody import measure_profiles
 from abcgen.model_folder import write_model_identity
 from abcgen.model_idioms import write_model_idioms
-from abcgen.model_profiles import measure_profiles, write_model_profiles
+from abcgen.model_profiles import write_model_profiles
 from abcgen.tokenization.extend import save_music_tokenizer
 from abcgen.training.config import TrainConfig, save_config
 
