@@ -1,11 +1,13 @@
-"""Melodic motion while decoding: the unison penalty and the interval prior, both keyed on the melody note before.
+"""Melodic motion while decoding: the unison penalty, the interval prior and the rhythm prior, all keyed on the
+melody note before.
 
 Small language models trained on folk tunes move unlike the tunes. The quickstart model writes a unison (the
 same letter and octave as the note before) in about a quarter of its melodic steps, where the training tunes
 have 5-12 % (reels 7.5 %, jigs 11.8 %, hornpipes 4.9 %), and it leaps a third or more where a reel runs
 stepwise. Runs such as ``AAAA|GGG`` are what a player hears as a machine marking time, and both read as the
-wrong dance to a style classifier (interval n-grams are most of its features). Two weightings of the next
-note, added by ``AbcConstraint`` and kept to the notes' total probability by the logits processor
+wrong dance to a style classifier (interval n-grams are most of its features); and it writes every dance
+with the same lengths (broken rhythm in half of its reels, no more in its hornpipes). Three weightings of the
+next note, added by ``AbcConstraint`` and kept to the notes' total probability by the logits processor
 (``abcgen.grammar.processor.weigh``: they decide *which* note comes, not whether a note, a bar line or an
 ornament does); nothing is masked:
 
@@ -38,9 +40,13 @@ What counts, in the order the tune is written (bar lines and spaces in between d
 - A two-note token (``AB``) is weighed for its first note against the melody note before it, and for its
   second note against its first.
 
-Both depend on the notes before, which the grammar's cached decisions do not (their keys would multiply by
-every pitch): ``MelodyPrior`` keeps one bonus vector per melody context (the previous pitch and the step
-that reached it) and the constraint adds it to the cached decision's bonus.
+They depend on the notes before, which the grammar's cached decisions do not (their keys would multiply by
+every pitch): ``MelodyPrior`` keeps one bonus vector per melody context (the previous pitch, the step that
+reached it and its written length) and the constraint adds it to the cached decision's bonus.
+
+Measured on the quickstart model (``benchmarks/results/adherence_melody_144.json``, 144 tunes): rhythm
+adherence 45 % -> 75 % (by a durations-only judge 44 % -> 50 %), overlap with real tunes 0.916 -> 0.927, no
+copies; the README's "Following the request" has the table and what the priors do not fix.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ Context = tuple[PitchKey, int | None, Fraction | None] | None
 
 MAX_STEP = 8  # steps are clipped to +-8 diatonic steps: "an octave and more" is one bucket each way
 NUM_STEPS = 2 * MAX_STEP + 1  # index = step + MAX_STEP
-MIN_INTERVAL_TUNES = 20  # a rhythm with fewer tunes uses the pooled profile of every tune
+MIN_INTERVAL_TUNES = 20  # a rhythm (in a meter, for lengths) with fewer tunes gets no profile of its own
 POOLED = "all"  # the profile key of every tune of the corpus, whatever its rhythm
 SMOOTHING = 20.0  # pseudo-counts of the first-order shares in each second-order row (a rare previous step)
 _LETTERS = "CDEFGAB"
