@@ -59,8 +59,8 @@ def test_prepare_writes_balanced_blind_trials_of_equal_length(study_dir: Path) -
     for clip_id, clip in study["clips"].items():
         assert clip["file"] == f"clips/{clip_id}.wav" and clip["bars"] == 4
         with wave.open(str(study_dir / clip["file"])) as w:
-            seconds = w.getnframes() / w.getframerate()
-        assert abs(seconds - clip["seconds"]) < 0.01 and 1 < seconds < 20
+            audio_length = w.getnframes() / w.getframerate()  # seconds of music in the file, not a timing
+        assert abs(audio_length - clip["seconds"]) < 0.01 and 1 < audio_length < 20
         assert "%%MIDI" not in clip["abc"] and "\nQ:" in clip["abc"]
     attention = [t for t in study["trials"] if t["type"] == "attention"]
     assert all(t["a"] == t["b"] and study["clips"][t["a"]]["system"] == REAL for t in attention)

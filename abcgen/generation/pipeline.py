@@ -21,10 +21,11 @@ How a call works:
    ``"legacy"`` is plain notes and bar lines). ``constrained=False`` samples freely. Two controls make the
    model follow the request more closely: ``guidance_scale`` (classifier-free guidance on the control
    prefix, ``abcgen.generation.guidance``) and the theory prior (every note weighed by the training
-   corpus's pitch profile of the requested mode, ``theory_prior``, and by its note lengths in the
-   requested rhythm, ``rhythm_prior``: ``abcgen.grammar.tonality``); ``unison_penalty`` takes logits off a
-   note that repeats the melody note before it and ``interval_prior`` weighs each melodic step by the
-   corpus's steps in the requested rhythm (``abcgen.grammar.melody``; small models mark time and leap).
+   corpus's pitch profile of the requested mode, ``theory_prior``: ``abcgen.grammar.tonality``);
+   ``unison_penalty`` takes logits off a note that repeats the melody note before it, and ``rhythm_prior``
+   and ``interval_prior`` weigh each note's length and melodic step by how the requested rhythm takes them
+   against the corpus's tunes at large (``abcgen.grammar.melody``; small models mark time, leap and write
+   every dance alike).
 4. **Each tune is checked** with the corpus's own checks and returned with its per-bar report;
    ``return_token_ids=True`` adds the prompt's and the generated token ids (one voice), which preference
    training (``train/align.py``) scores as sampled.
@@ -438,12 +439,12 @@ class AbcGenerationPipeline(MusicPipeline):
                 "endings": endings, **priors}
 
     def _priors(self, options: dict[str, Any], key_text: str, meter_text: str | None = None) -> dict[str, Any]:
-        """The theory prior of the call (``abcgen.grammar.tonality``), from the model's ``theory_profiles.json``:
-        ``pitch_prior``, the bonus per semitone above the tonic of the call's key (``theory_prior``), and
-        ``length_prior``, the bonus per written note length of the requested rhythm (``rhythm_prior``; none
-        without a rhythm, or for a rhythm with too few tunes in the corpus, which is logged), and the
-        ``unison_penalty`` on repeated notes and the ``interval_prior`` on melodic steps, from the requested
-        rhythm's interval profile or the pooled one (``abcgen.grammar.melody``)."""
+        """The decoding priors of the call, from the model's ``theory_profiles.json``: ``pitch_prior``, the bonus
+        per semitone above the tonic of the call's key (``theory_prior``, ``abcgen.grammar.tonality``); the
+        ``unison_penalty``; ``rhythm_lengths`` (``rhythm_prior``: the requested rhythm's lengths in the call's
+        meter against every tune of that meter) and ``interval_prior`` (its melodic steps against every
+        tune's), both ``abcgen.grammar.melody`` and neither without a rhythm or for a rhythm with too few
+        tunes, which is logged."""
         priors: dict[str, Any] = {}
         profiles = self._profiles() or {}
         if options["theory_prior"]:
