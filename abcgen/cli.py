@@ -90,6 +90,11 @@ _INTERVAL_HELP = ("weigh every melodic step (in steps of the staff, after the st
                   "(theory_profiles.json; nothing without a rhythm): 0 = off, 1 = as the corpus; default: the "
                   "pipeline's (abcgen.generation.arguments.DEFAULT_INTERVAL_PRIOR where the model has interval "
                   "profiles); a grammar rule, not with --unconstrained")
+_OPENING_HELP = ("in the pickup and the first bar, weigh every note by how much more of the training corpus's "
+                 "openings in the requested mode its scale degree takes than of its whole tunes (real tunes state "
+                 "their key there; theory_profiles.json): 0 = off, 1 = as the corpus; default: the pipeline's "
+                 "(abcgen.generation.arguments.DEFAULT_OPENING_PRIOR where the model has opening profiles); a "
+                 "grammar rule, not with --unconstrained")
 _guidance_scale = _bounded_float(lambda v: 0 <= v < float("inf"), "a finite number of 0 or more, e.g. 2",
                                  "give one of 0 or more, e.g. 2 (1 = no guidance)")
 
@@ -111,10 +116,10 @@ def _data_profiles(args: argparse.Namespace) -> int:
     train = corpus["train"]
     profiles = measure_profiles(list(train["abc"]), list(train["rhythm"]) if "rhythm" in train.column_names else None)
     modes, rhythms = profiles["modes"], profiles["rhythms"]
-    write_model_profiles(args.model, modes, rhythms, profiles["intervals"], profiles["rhythm_lengths"],
-                         corpus=str(args.data))
+    write_model_profiles(args.model, **profiles, corpus=str(args.data))
     print(f"theory profiles of {len(modes)} modes ({sum(e['tunes'] for e in modes.values())} tunes), "
-          f"{len(rhythms)} rhythms and {len(profiles['intervals'])} interval profiles written to {target}")
+          f"{len(rhythms)} rhythms, {len(profiles['intervals'])} interval profiles and the openings of "
+          f"{len(profiles['openings'])} modes written to {target}")
     return 0
 
 
@@ -194,7 +199,8 @@ def _generate(args: argparse.Namespace) -> int:
                               f"--guidance-scale {args.guidance_scale:g}")
         for flag, value in (("--theory-prior", args.theory_prior), ("--rhythm-prior", args.rhythm_prior),
                             ("--unison-penalty", args.unison_penalty), ("--interval-prior", args.interval_prior),
-                            ("--title", args.title), ("--endings", args.endings)):
+                            ("--opening-prior", args.opening_prior), ("--title", args.title),
+                            ("--endings", args.endings)):
             if value:
                 raise ConfigError(f"{args.model} is a MusicGAN, which samples no ABC tokens: leave out {flag}")
 
@@ -222,7 +228,8 @@ def _generate(args: argparse.Namespace) -> int:
         constrained=not args.unconstrained, pickup=args.pickup, voices=args.voices, grammar=args.grammar,
         cadence=args.cadence, idioms=parse_idioms_option(args.idioms), guidance_scale=args.guidance_scale,
         theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior, unison_penalty=args.unison_penalty,
-        interval_prior=args.interval_prior, title=args.title, endings=args.endings)
+        interval_prior=args.interval_prior, opening_prior=args.opening_prior, title=args.title,
+        endings=args.endings)
     print(f"{summary['valid']} of {summary['num']} tunes valid; written to {args.out}")
     return 0
 
@@ -237,7 +244,8 @@ def _generate_midi(args: argparse.Namespace) -> int:
     for flag, value in (("--pickup", args.pickup), ("--voices", args.voices != 1), ("--cadence", args.cadence),
                         ("--idioms", args.idioms), ("--theory-prior", args.theory_prior),
                         ("--rhythm-prior", args.rhythm_prior), ("--unison-penalty", args.unison_penalty),
-                        ("--interval-prior", args.interval_prior), ("--title", args.title),
+                        ("--interval-prior", args.interval_prior), ("--opening-prior", args.opening_prior),
+                        ("--title", args.title),
                         ("--endings", args.endings)):
         if value:
             raise ConfigError(f"{args.model} is a REMI model (it writes MIDI): {flag} is an ABC option; leave it "
@@ -322,13 +330,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                                     max_new_tokens=args.max_new_tokens, constrained=not args.unconstrained,
                                     max_bars=args.max_bars, grammar=args.grammar, guidance_scale=args.guidance_scale,
                                     theory_prior=args.theory_prior, rhythm_prior=args.rhythm_prior,
-                                    unison_penalty=args.unison_penalty, interval_prior=args.interval_prior)
+                                    unison_penalty=args.unison_penalty, interval_prior=args.interval_prior,
+                                    opening_prior=args.opening_prior)
     generation.check()  # the pipeline's own checks of the decoding options, before any work
     if (args.abc or args.midi) and (args.grammar is not None or generation.guided or generation.theory_prior
                      or generation.rhythm_prior is not None or generation.unison_penalty is not None
-                     or generation.interval_prior is not None):
-        raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior, --unison-penalty and "
-                          "--interval-prior shape what --model "
+                     or generation.interval_prior is not None or generation.opening_prior is not None):
+        raise ConfigError("--grammar, --guidance-scale, --theory-prior, --rhythm-prior, --unison-penalty, "
+                          "--interval-prior and --opening-prior shape what --model "
                           "generates; with --abc or --midi nothing is generated: leave them out")
     torch.set_num_threads(max(1, args.threads))
     settings = EvaluationSettings(
@@ -513,11 +522,13 @@ def _add_generate_command(commands: argparse._SubParsersAction) -> None:
                      "MusicVAE or MusicGAN folders")
     gen.add_argument("--theory-prior", type=_theory_prior, default=None, help="weigh every note by the training "
                      "corpus's pitch profile of the requested mode (theory_profiles.json): 0 = off, 1 = the profile "
-                     "as it is (the default where the model has the file), 2 = twice as sharp; a grammar rule, not "
+                     "as it is, 2 = twice as sharp (default: the pipeline's, abcgen.generation.arguments."
+                     "DEFAULT_THEORY_PRIOR where the model has the file); a grammar rule, not "
                      "with --unconstrained")
     gen.add_argument("--rhythm-prior", type=_theory_prior, default=None, help=_RHYTHM_HELP)
     gen.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
     gen.add_argument("--interval-prior", type=_theory_prior, default=None, help=_INTERVAL_HELP)
+    gen.add_argument("--opening-prior", type=_theory_prior, default=None, help=_OPENING_HELP)
     gen.add_argument("--title", default=None, help="the T: of the tunes (default: e.g. 'Jig in D major')")
     gen.add_argument("--endings", action=argparse.BooleanOptionalAction, default=None, help="with --form: "
                      "repeated parts end with first and second endings (default: as often as the model's corpus "
@@ -578,9 +589,10 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
                     "1 = off, above 1 (e.g. 2) follows them more strongly; multi-voice rows are asked for one voice")
     ev.add_argument("--theory-prior", type=float, default=None, help="weigh every note by the training corpus's "
                     "pitch profile of the requested mode: 0 = off, 1 = the profile as it is (default: the pipeline's, "
-                    "1 where the model has theory_profiles.json)")
+                    "abcgen.generation.arguments.DEFAULT_THEORY_PRIOR where the model has theory_profiles.json)")
     ev.add_argument("--rhythm-prior", type=_theory_prior, default=None, help=_RHYTHM_HELP)
     ev.add_argument("--interval-prior", type=_theory_prior, default=None, help=_INTERVAL_HELP)
+    ev.add_argument("--opening-prior", type=_theory_prior, default=None, help=_OPENING_HELP)
     ev.add_argument("--unison-penalty", type=_theory_prior, default=None, help=_UNISON_HELP)
     ev.add_argument("--perplexity-tunes", type=_non_negative_int, default=200,
                     help="held-out tunes for perplexity; 0 = skip")

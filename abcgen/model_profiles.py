@@ -6,8 +6,10 @@ Training writes it beside the weights (``abcgen.training.outputs.write_run_files
 melodic steps of each rhythm label and of every tune (``abcgen.grammar.melody.interval_profiles``). The
 pipeline's ``theory_prior`` reads the requested mode's profile, ``rhythm_prior`` the requested rhythm's lengths,
 ``interval_prior`` its steps; ``rhythm_lengths``, each rhythm's written lengths after the length before and its
-broken-rhythm signs (``length_profiles``), are what ``rhythm_prior`` weighs by. Folders written before it have none (and folders written before ``intervals``
-existed have no ``intervals``): ``abcgen data profiles --model FOLDER --data CORPUS [--overwrite]`` writes it.
+broken-rhythm signs (``length_profiles``), are what ``rhythm_prior`` weighs by; ``openings``, the pitch-class
+profile of each mode's openings (``mode_profiles(texts, opening=True)``), what ``opening_prior`` weighs the first
+bar by. Folders written before it have none (and folders written before ``intervals``
+existed have no ``intervals``, ``rhythm_lengths`` or ``openings``): ``abcgen data profiles --model FOLDER --data CORPUS [--overwrite]`` writes it.
 """
 
 from __future__ import annotations
@@ -26,30 +28,39 @@ VERSION = 1
 def write_model_profiles(folder: str | Path, modes: dict[str, dict[str, Any]],
                          rhythms: dict[str, dict[str, Any]] | None = None,
                          intervals: dict[str, dict[str, Any]] | None = None,
-                         rhythm_lengths: dict[str, dict[str, Any]] | None = None, *, corpus: str | None = None) -> Path:
-    """Write ``folder/theory_profiles.json`` (``abcgen.grammar.melody.measure_profiles`` of the training tunes);
-    returns its path."""
+                         rhythm_lengths: dict[str, dict[str, Any]] | None = None, *,
+                         openings: dict[str, dict[str, Any]] | None = None, corpus: str | None = None) -> Path:
+    """Write ``folder/theory_profiles.json`` (``abcgen.grammar.melody.measure_profiles`` of the training tunes:
+    ``write_model_profiles(folder, **measure_profiles(...), corpus=...)``); returns its path."""
     return write_versioned(Path(folder) / PROFILES_FILE, KIND, VERSION,
                            {"modes": modes, "rhythms": rhythms or {}, "intervals": intervals or {},
-                            "rhythm_lengths": rhythm_lengths or {}, "corpus": corpus}, sort_keys=True)
+                            "rhythm_lengths": rhythm_lengths or {}, "openings": openings or {}, "corpus": corpus},
+                           sort_keys=True)
 
 
 def read_model_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{"modes": ..., "rhythms": ..., "intervals": ..., "rhythm_lengths": ...}`` of a ``theory_profiles.json``
-    (a ``ConfigError`` line for a broken file; ``intervals`` and ``rhythm_lengths`` are empty in a file written
-    before they existed). Their entries' shapes are the grammar's to check (``corpus_profiles`` does, a layer up)."""
+    """``{"modes", "rhythms", "intervals", "rhythm_lengths", "openings"}`` of a ``theory_profiles.json`` (a
+    ``ConfigError`` line for a broken file; ``intervals``, ``rhythm_lengths`` and ``openings`` are empty in a file
+    written before they existed). Their entries' shapes are the grammar's to check (``corpus_profiles`` does, a layer up)."""
     fix = "re-run training, or write it with `abcgen data profiles --model FOLDER --data CORPUS`"
     data = read_versioned(path, KIND, VERSION, fix=fix)
-    modes, rhythms = data.get("modes"), data.get("rhythms", {})
-    modes_ok = isinstance(modes, dict) and all(
-        isinstance(entry, dict) and isinstance(entry.get("tunes"), int)
-        and isinstance(entry.get("profile"), list) and len(entry["profile"]) == 12
-        and all(isinstance(v, int | float) for v in entry["profile"]) for entry in modes.values())
+    modes, rhythms, openings = data.get("modes"), data.get("rhythms", {}), data.get("openings", {})
+
+    def pitch_profiles_ok(section: Any) -> bool:
+        return isinstance(section, dict) and all(
+            isinstance(entry, dict) and isinstance(entry.get("tunes"), int)
+            and isinstance(entry.get("profile"), list) and len(entry["profile"]) == 12
+            and all(isinstance(v, int | float) for v in entry["profile"]) for entry in section.values())
+
+    modes_ok = pitch_profiles_ok(modes)
     rhythms_ok = isinstance(rhythms, dict) and all(
         isinstance(entry, dict) and isinstance(entry.get("tunes"), int) and isinstance(entry.get("lengths"), dict)
         and all(isinstance(v, int | float) for v in entry["lengths"].values()) for entry in rhythms.values())
     if not modes_ok:
         raise ConfigError(f"theory profiles file {str(path)!r} has no 'modes' object of 12-value profiles: {fix}")
+    if not pitch_profiles_ok(openings):
+        raise ConfigError(f"theory profiles file {str(path)!r} has an 'openings' entry that is not a 12-value "
+                          f"profile: {fix}")
     if not rhythms_ok:
         raise ConfigError(f"theory profiles file {str(path)!r} has a 'rhythms' entry without 'lengths' shares: {fix}")
     intervals = data.get("intervals", {})
@@ -60,7 +71,8 @@ def read_model_profiles(path: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(lengths, dict) or not all(isinstance(e, dict) and isinstance(e.get("tunes"), int)
                                                 for e in lengths.values()):
         raise ConfigError(f"theory profiles file {str(path)!r} has a 'rhythm_lengths' entry without 'tunes': {fix}")
-    return {"modes": modes, "rhythms": rhythms, "intervals": intervals, "rhythm_lengths": lengths}
+    return {"modes": modes, "rhythms": rhythms, "intervals": intervals, "rhythm_lengths": lengths,
+            "openings": openings}
 
 
 __all__ = ["PROFILES_FILE", "read_model_profiles", "write_model_profiles"]

@@ -5,7 +5,9 @@ after every setting or model so that an interrupted run keeps what it finished:
 
 ``--grid`` -> ``adherence.json``. ``evaluate_model`` (what ``abcgen evaluate`` runs) once per decoding
 setting -- classifier-free guidance scale x theory-prior strength, default {1, 2} x {0, 1, 2}
-(``--grid-settings GUIDANCE:PRIOR[:RHYTHM_PRIOR],...``; the third value is the rhythm prior) -- same
+(``--grid-settings GUIDANCE:PRIOR[:RHYTHM[:UNISON[:INTERVAL[:OPENING]]]],...``: the guidance scale, then the
+strengths of the theory, rhythm and interval priors, the unison penalty and the opening prior, 0 when left
+out, so a setting means the same whatever the pipeline's defaults) -- same
 model, corpus, sample size and seeds, so only the decoding differs (the real tunes drawn are the same in
 every run: they depend on the split, the count and the evaluation seed only). Per setting: key adherence
 (Krumhansl-Schmuckler, exact and at key-signature level) with the real tunes' ceiling (real tunes against
@@ -104,40 +106,43 @@ RHYTHM_GROUP = {"key": "D major", "bars": 16, "rhythms": ("reel", "hornpipe"), "
 # --- shared -----------------------------------------------------------------------------------------------
 
 
-def parse_settings(text: str, flag: str) -> list[tuple[float, float, float, float, float]]:
-    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior, unison_penalty, interval_prior), ...]:
-    ``GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR]]]`` (0 when left out); a bad item is one line naming
-    the flag."""
-    out: list[tuple[float, float, float, float, float]] = []
+def parse_settings(text: str, flag: str) -> list[tuple[float, float, float, float, float, float]]:
+    """``"1:0,2:1"`` -> [(guidance_scale, theory_prior, rhythm_prior, unison_penalty, interval_prior,
+    opening_prior), ...]: ``GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR[:OPENING_PRIOR]]]]`` (0 when
+    left out); a bad item is one line naming the flag."""
+    out: list[tuple[float, float, float, float, float, float]] = []
     for item in (i.strip() for i in text.split(",") if i.strip()):
         try:
             values = [float(v) for v in item.split(":")]
-            if len(values) not in (2, 3, 4, 5):
+            if len(values) not in (2, 3, 4, 5, 6):
                 raise ValueError
         except ValueError:
-            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR]]] items, e.g. "
+            raise SystemExit(f"{flag} {item!r}: give GUIDANCE:PRIOR[:RHYTHM_PRIOR[:UNISON[:INTERVAL_PRIOR"
+                             "[:OPENING_PRIOR]]]] items, e.g. "
                              f"{flag} 1:0,2:1,1:1:0:1") from None
-        scale, prior, rhythm, unison, steps = (*values, 0.0, 0.0, 0.0)[:5]
-        if scale < 1 or min(prior, rhythm, unison, steps) < 0:
+        scale, prior, rhythm, unison, steps, opening = (*values, 0.0, 0.0, 0.0, 0.0)[:6]
+        if scale < 1 or min(prior, rhythm, unison, steps, opening) < 0:
             raise SystemExit(f"{flag} {item!r}: the guidance scale is >= 1 (1 = off), the priors and the unison "
                              "penalty >= 0 (0 = off)")
-        out.append((scale, prior, rhythm, unison, steps))
+        out.append((scale, prior, rhythm, unison, steps, opening))
     if not out:
         raise SystemExit(f"{flag} is empty: give GUIDANCE:PRIOR items, e.g. {flag} 1:0,2:1")
     return out
 
 
-def setting_name(scale: float, prior: float, rhythm: float = 0.0, unison: float = 0.0, steps: float = 0.0) -> str:
+def setting_name(scale: float, prior: float, rhythm: float = 0.0, unison: float = 0.0, steps: float = 0.0,
+                 opening: float = 0.0) -> str:
     return (f"guidance{scale:g}_prior{prior:g}" + (f"_rhythm{rhythm:g}" if rhythm else "")
-            + (f"_unison{unison:g}" if unison else "") + (f"_interval{steps:g}" if steps else ""))
+            + (f"_unison{unison:g}" if unison else "") + (f"_interval{steps:g}" if steps else "")
+            + (f"_opening{opening:g}" if opening else ""))
 
 
 def decoding_options(scale: float, prior: float, rhythm: float, unison: float = 0.0,
-                     steps: float = 0.0) -> dict[str, float]:
+                     steps: float = 0.0, opening: float = 0.0) -> dict[str, float]:
     """The pipeline / ``GenerationSettings`` arguments of one setting (every knob explicit, so a setting means
     the same whatever the pipeline's defaults)."""
     return {"guidance_scale": scale, "theory_prior": prior, "rhythm_prior": rhythm, "unison_penalty": unison,
-            "interval_prior": steps}
+            "interval_prior": steps, "opening_prior": opening}
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -197,7 +202,8 @@ def collect(report: dict[str, Any]) -> dict[str, Any]:
     decoding = report.get("decoding") or {}
     return {
         "decoding": {k: decoding.get(k) for k in ("grammar", "guidance_scale", "theory_prior", "rhythm_prior",
-                                                  "unison_penalty", "interval_prior", "constrained", "temperature", "top_p",
+                                                  "unison_penalty", "interval_prior", "opening_prior", "constrained",
+                                                  "temperature", "top_p",
                                                   "num_samples", "seeds")},
         "num_generated": report["counts"]["generated"], "num_real": report["counts"]["real"],
         "generation_seconds": (report.get("seconds") or {}).get("generation"),
@@ -626,10 +632,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads here and OMP_NUM_THREADS of the training runs (default: $OMP_NUM_THREADS)")
     grid = parser.add_argument_group("grid")
     grid.add_argument("--grid-settings", default="1:0,1:1,1:2,2:0,2:1,2:2",
-                      help="GUIDANCE:PRIOR pairs (guidance scale, 1 = off; theory prior strength, 0 = off)")
+                      help="GUIDANCE:PRIOR[:RHYTHM[:UNISON[:INTERVAL[:OPENING]]]] items (guidance scale, 1 = off; "
+                           "then the theory prior, rhythm prior, unison penalty, interval prior and opening prior, "
+                           "0 = off and when left out)")
     grid.add_argument("--collect-only", action="store_true", help="read the report folders of an earlier --grid run")
     openings = parser.add_argument_group("openings")
-    openings.add_argument("--opening-settings", default="1:0,1:1,2:0,2:1", help="GUIDANCE:PRIOR pairs")
+    openings.add_argument("--opening-settings", default="1:0,1:1,2:0,2:1",
+                          help="items as --grid-settings: GUIDANCE:PRIOR[:RHYTHM[:UNISON[:INTERVAL[:OPENING]]]]")
     openings.add_argument("--opening-seeds", type=int, default=8, help="fixed seeds per request")
     openings.add_argument("--opening-seed-start", type=int, default=0, help="the first seed")
     scaling = parser.add_argument_group("scaling")

@@ -58,13 +58,15 @@ class GenerationSettings:
     grammar: str | None = None  # "legacy" | "idiom" (abcgen.generation.arguments); None = the pipeline's default
     guidance_scale: float = 1.0  # classifier-free guidance (abcgen.generation.guidance); 1 = off
     theory_prior: float | None = None  # pitch prior of the requested mode (abcgen.grammar.tonality); 0 = off, None =
-    # the pipeline's default (1 for a model with theory_profiles.json; evaluate_model records the value used)
+    # the pipeline's default (DEFAULT_THEORY_PRIOR for a model with theory_profiles.json; evaluate_model records it)
     rhythm_prior: float | None = None  # note-length prior of the requested rhythm (abcgen.grammar.melody); 0 = off,
     # None = the pipeline's default (2 for a model with length profiles; evaluate_model records the value used)
     unison_penalty: float | None = None  # logits off a repeated note (abcgen.grammar.melody); None = the pipeline's
     # default under constrained decoding (evaluate_model records the value used)
     interval_prior: float | None = None  # melodic-step prior of the requested rhythm (abcgen.grammar.melody); 0 =
     # off, None = the pipeline's default (2 for a model with interval profiles; evaluate_model records the value used)
+    opening_prior: float | None = None  # the first bar's pitch prior (abcgen.grammar.tonality.opening_bonus); 0 = off,
+    # None = the pipeline's default (1 for a model with opening profiles; evaluate_model records the value used)
 
     def check(self) -> None:
         """``grammar`` and ``guidance_scale`` by the pipeline's own checks (one ``ConfigError`` line), so a bad
@@ -72,7 +74,7 @@ class GenerationSettings:
         if self.grammar is not None:
             check_grammar_options(self.grammar, None, None)
         check_guidance_scale(self.guidance_scale)
-        for name in ("theory_prior", "rhythm_prior", "interval_prior"):
+        for name in ("theory_prior", "rhythm_prior", "interval_prior", "opening_prior"):
             if getattr(self, name) is None:
                 continue
             value = check_theory_prior(getattr(self, name), name)
@@ -95,7 +97,8 @@ class GenerationSettings:
                 "theory_prior": None if self.theory_prior is None else float(self.theory_prior),
                 "rhythm_prior": None if self.rhythm_prior is None else float(self.rhythm_prior),
                 "unison_penalty": None if self.unison_penalty is None else float(self.unison_penalty),
-                "interval_prior": None if self.interval_prior is None else float(self.interval_prior)}
+                "interval_prior": None if self.interval_prior is None else float(self.interval_prior),
+                "opening_prior": None if self.opening_prior is None else float(self.opening_prior)}
 
     def pipeline_options(self) -> dict[str, Any]:
         """The pipeline arguments these settings fix for every call (the conditions and seed vary)."""
@@ -103,7 +106,8 @@ class GenerationSettings:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
                 "constrained": self.constrained, "guidance_scale": self.guidance_scale,
                 "theory_prior": self.theory_prior, "rhythm_prior": self.rhythm_prior,
-                "unison_penalty": self.unison_penalty, "interval_prior": self.interval_prior, **grammar}
+                "unison_penalty": self.unison_penalty, "interval_prior": self.interval_prior,
+                "opening_prior": self.opening_prior, **grammar}
 
 
 @dataclass

@@ -674,8 +674,10 @@ def _grammar_line(decoding: Mapping[str, Any]) -> str:
     unison_text = "not recorded" if unison is None else "off" if not unison else f"{float(unison):g} (logit units)"
     steps = decoding.get("interval_prior")
     steps_text = "not recorded" if steps is None else "off" if not steps else f"{float(steps):g}"
+    opening = decoding.get("opening_prior")
+    opening_text = "not recorded" if opening is None else "off" if not opening else f"{float(opening):g}"
     return (f"Grammar: {grammar_text}{constrained}. Guidance: {guidance_text}. Theory prior: {prior_text}. "
-            f"Unison penalty: {unison_text}. Interval prior: {steps_text}.")
+            f"Unison penalty: {unison_text}. Interval prior: {steps_text}. Opening prior: {opening_text}.")
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

@@ -185,6 +185,8 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
             gen_settings.rhythm_prior = pipe.default_rhythm_prior(gen_settings.constrained)
         if gen_settings.interval_prior is None:
             gen_settings.interval_prior = pipe.default_interval_prior(gen_settings.constrained)
+        if gen_settings.opening_prior is None:
+            gen_settings.opening_prior = pipe.default_opening_prior(gen_settings.constrained)
         if gen_settings.unison_penalty is None and not is_gan:
             gen_settings.unison_penalty = default_unison_penalty(gen_settings.constrained)
 
@@ -214,7 +216,7 @@ def evaluate_model(model_dir: str | Path, corpus_dir: str | Path, out: str | Pat
         "decoding": {**gen_settings.as_dict(), "family": "gan", "temperature": None, "top_p": None,
                      "constrained": None, "max_new_tokens": None, "grammar": None, "guidance_scale": None,
                      "theory_prior": None, "rhythm_prior": None, "unison_penalty": None,
-                     "interval_prior": None}
+                     "interval_prior": None, "opening_prior": None}
         if is_gan else gen_settings.as_dict(),
         "conditions_skipped": _skipped_conditions(requests),
         **scored,
@@ -239,7 +241,9 @@ def _refuse_token_options_for_gan(model_dir: Path, gen_settings: GenerationSetti
                                ("--unison-penalty", f"{gen_settings.unison_penalty or 0:g}",
                                 bool(gen_settings.unison_penalty)),
                                ("--interval-prior", f"{gen_settings.interval_prior or 0:g}",
-                                bool(gen_settings.interval_prior))):
+                                bool(gen_settings.interval_prior)),
+                               ("--opening-prior", f"{gen_settings.opening_prior or 0:g}",
+                                bool(gen_settings.opening_prior))):
         if asked:
             raise ConfigError(f"{model_dir} is a MusicGAN, which samples no tokens (no grammar, no control tokens "
                               f"to guide): leave out {flag} {value}")

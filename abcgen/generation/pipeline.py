@@ -60,6 +60,7 @@ from abcgen.errors import AbcgenError, ConfigError
 from abcgen.generation.arguments import (
     DEFAULT_GRAMMAR,
     DEFAULT_INTERVAL_PRIOR,
+    DEFAULT_OPENING_PRIOR,
     DEFAULT_RHYTHM_PRIOR,
     DEFAULT_THEORY_PRIOR,
     GRAMMARS,
@@ -92,7 +93,7 @@ from abcgen.grammar.melody import (
     step_bonus,
 )
 from abcgen.grammar.melody import profile_for_rhythm as own_or_pooled
-from abcgen.grammar.tonality import prior_bonus, profile_for
+from abcgen.grammar.tonality import opening_bonus, prior_bonus, profile_for
 from abcgen.model_folder import check_tokenizer_matches, model_representation
 from abcgen.notation import events as ev
 from abcgen.notation.bars import counted_bars, events_by_voice, split_bars
@@ -312,13 +313,14 @@ class AbcGenerationPipeline(MusicPipeline):
         rhythm_prior: float | None = None,
         unison_penalty: float | None = None,
         interval_prior: float | None = None,
+        opening_prior: float | None = None,
         return_token_ids: bool = False,
         **given: Any,
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The conditions are the registry's (``abcgen.controls.conditions()``), each checked by its type."""
         check_call_arguments(given, ("pickup", "voices", "grammar", "cadence", "idioms", "guidance_scale", "title",
                                      "endings", "theory_prior", "rhythm_prior", "unison_penalty", "interval_prior",
-                                     "return_token_ids"),
+                                     "opening_prior", "return_token_ids"),
                              num_return_sequences=num_return_sequences, temperature=temperature, top_p=top_p,
                              max_new_tokens=max_new_tokens, seed=seed, constrained=constrained)
         if pickup is not None and not isinstance(pickup, str):
@@ -338,10 +340,13 @@ class AbcGenerationPipeline(MusicPipeline):
         options["theory_prior"] = self.default_theory_prior(constrained) if theory_prior is None \
             else check_theory_prior(theory_prior)
         options["theory_prior_given"] = theory_prior is not None
+        options["opening_prior_given"] = opening_prior is not None
         options["rhythm_prior"] = self.default_rhythm_prior(constrained) if rhythm_prior is None \
             else check_theory_prior(rhythm_prior, "rhythm_prior")
         options["interval_prior"] = self.default_interval_prior(constrained) if interval_prior is None \
             else check_theory_prior(interval_prior, "interval_prior")
+        options["opening_prior"] = self.default_opening_prior(constrained) if opening_prior is None \
+            else check_theory_prior(opening_prior, "opening_prior")
         options["unison_penalty"] = default_unison_penalty(constrained) if unison_penalty is None \
             else check_unison_penalty(unison_penalty)
         if options["unison_penalty"] and not constrained:
@@ -349,7 +354,7 @@ class AbcGenerationPipeline(MusicPipeline):
                               "constrained=True (or leave unison_penalty at 0)")
         rhythm = requested.get("rhythm")
         options["rhythm"] = _label("rhythm", rhythm) if rhythm else None
-        for name in ("theory_prior", "rhythm_prior", "interval_prior"):
+        for name in ("theory_prior", "rhythm_prior", "interval_prior", "opening_prior"):
             if not options[name]:
                 continue
             if not constrained:
@@ -460,6 +465,22 @@ class AbcGenerationPipeline(MusicPipeline):
                 log.info("theory prior: the model's corpus has no profile for a %s request; not applied", mode)
             if profile is not None:
                 priors["pitch_prior"] = prior_bonus(profile, options["theory_prior"])
+        if options["opening_prior"]:
+            from abcgen.notation.keys import parse_key
+
+            mode = parse_key(key_text).mode
+            openings = profiles.get("openings", {})
+            if not openings:
+                raise ConfigError(f"opening_prior={options['opening_prior']:g}: the model's theory_profiles.json has no "
+                                  "opening profiles (written before they existed); rewrite it with `abcgen data "
+                                  "profiles --model FOLDER --data CORPUS --overwrite`, or leave opening_prior at 0")
+            try:
+                priors["opening_prior"] = opening_bonus(openings, profiles.get("modes", {}), mode,
+                                                        options["opening_prior"])
+            except ConfigError:
+                if options["opening_prior_given"]:
+                    raise
+                log.info("opening prior: the model's corpus has no profile for a %s request; not applied", mode)
         if options["rhythm_prior"] and options["rhythm"]:
             lengths = profiles.get("rhythm_lengths", {})
             if not lengths:
@@ -501,6 +522,13 @@ class AbcGenerationPipeline(MusicPipeline):
                      self.model.name_or_path)
             return 0.0
         return DEFAULT_THEORY_PRIOR
+
+    def default_opening_prior(self, constrained: bool = True) -> float:
+        """The opening prior a call gets without ``opening_prior``: ``DEFAULT_OPENING_PRIOR`` for constrained
+        decoding of a model whose ``theory_profiles.json`` has opening profiles, else 0 (an older folder)."""
+        if not constrained or not (self._profiles() or {}).get("openings"):
+            return 0.0
+        return DEFAULT_OPENING_PRIOR
 
     def default_interval_prior(self, constrained: bool = True) -> float:
         """The interval prior a call gets without ``interval_prior``: ``DEFAULT_INTERVAL_PRIOR`` for constrained

@@ -82,6 +82,7 @@ class Settings:
     cadence_weight: float = 4.0  # the bonus of a cadence note in "weighted" mode
     endings: bool = False  # form: repeated sections end with first and second endings
     pitch_prior: tuple[float, ...] | None = None  # theory prior: a note's bonus per semitone above the tonic
+    opening_prior: tuple[float, ...] | None = None  # and in the opening (pickup and first bar), added to it
     length_prior: tuple[tuple[Fraction, float], ...] | None = None  # and per written length (whole notes)
     unison_penalty: float = 0.0  # logits off a note that repeats the melody note before it (abcgen.grammar.melody)
     interval_prior: StepBonus | None = None  # bonus per melodic step, after each previous step (step_bonus)
@@ -366,7 +367,8 @@ class AbcConstraint:
     new cadence); ``endings``: with a ``form``, repeated sections end with first and second endings (one
     bar each; ``num_bars`` counts both); ``pitch_prior``: the theory prior, 12 logit bonuses per
     semitone above the key's tonic added to every note (``abcgen.grammar.tonality.prior_bonus``; the
-    ``prior`` rule: nothing is masked); ``length_prior``: the same per written note length
+    ``prior`` rule: nothing is masked); ``opening_prior``: 12 more bonuses added to the notes of the opening
+    -- the pickup and the first full bar (``abcgen.grammar.tonality.opening_bonus``); ``length_prior``: the same per written note length
     (``length_bonus``: (length in whole notes, bonus) pairs, the last at length 0 for any other);
     ``unison_penalty``: logits taken off a note that repeats the melody note before it
     (``abcgen.grammar.melody``; 0 = off); ``interval_prior``: the bonus of each melodic step after the
@@ -402,6 +404,7 @@ class AbcConstraint:
         variation: bool = True,
         endings: bool = False,
         pitch_prior: Sequence[float] | None = None,
+        opening_prior: Sequence[float] | None = None,
         length_prior: Sequence[tuple[Fraction, float]] | None = None,
         unison_penalty: float = 0.0,
         interval_prior: StepBonus | None = None,
@@ -422,6 +425,8 @@ class AbcConstraint:
         names = rule_names(rules, form, bar_lines, idioms, vocab)
         if pitch_prior is not None:
             pitch_prior = tuple(float(b) for b in pitch_prior)
+        if opening_prior is not None:
+            opening_prior = tuple(float(b) for b in opening_prior)
         if interval_prior is not None:  # hashable: the settings key the compiled grammar's cache
             first, after = interval_prior
             interval_prior = (tuple(float(b) for b in first), tuple(tuple(float(b) for b in row) for row in after))
@@ -434,15 +439,15 @@ class AbcConstraint:
                               float(other), float(broken))
         if length_prior is not None:
             length_prior = tuple((Fraction(length), float(b)) for length, b in length_prior)
-        if pitch_prior is not None or length_prior is not None:
+        if pitch_prior is not None or opening_prior is not None or length_prior is not None:
             names = (*names, "prior")
         cadence_on = "cadence" in names
         settings = Settings(meter=meter, unit_length=unit_length, pickup=pickup, num_bars=num_bars,
                             form=form or None, open_repeat=bool(open_repeat), bar_lines=bar_lines, rules=names,
-                            meter_text=meter_text, key=key if cadence_on or pitch_prior is not None else None, cadence=cadence,
+                            meter_text=meter_text, key=key if cadence_on or pitch_prior is not None or opening_prior is not None else None, cadence=cadence,
                             cadence_degree=cadence_degree, cadence_sections=bool(cadence_sections) and cadence_on,
                             cadence_weight=float(cadence_weight), endings=bool(endings) and bool(form),
-                            pitch_prior=pitch_prior, length_prior=length_prior, unison_penalty=unison_penalty,
+                            pitch_prior=pitch_prior, opening_prior=opening_prior, length_prior=length_prior, unison_penalty=unison_penalty,
                             interval_prior=interval_prior, rhythm_lengths=rhythm_lengths)
         self.grammar = compiled_grammar(vocab, settings)
         self.vocab = self.grammar.vocab

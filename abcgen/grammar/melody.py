@@ -359,7 +359,7 @@ def _bonus_in(row: Sequence[tuple[Fraction, float]], length: Fraction) -> float:
 
 def measure_profiles(texts: Sequence[str], rhythms: Sequence[str | None] | None = None) -> dict[str, Any]:
     """Every profile the decoding priors read (``theory_profiles.json``, ``abcgen.model_profiles``): ``{"modes",
-    "rhythms", "intervals", "rhythm_lengths"}`` of training tunes ``texts`` with their rhythm labels (None: the
+    "rhythms", "intervals", "rhythm_lengths", "openings"}`` of training tunes ``texts`` with their rhythm labels (None: the
     corpus has no rhythm column; only the pooled entries are then written)."""
     from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
 
@@ -367,7 +367,8 @@ def measure_profiles(texts: Sequence[str], rhythms: Sequence[str | None] | None 
     return {"modes": mode_profiles(texts),
             "rhythms": rhythm_profiles(zip(texts, labels, strict=True)) if rhythms is not None else {},
             "intervals": interval_profiles(zip(texts, labels, strict=True)),
-            "rhythm_lengths": length_profiles(zip(texts, labels, strict=True))}
+            "rhythm_lengths": length_profiles(zip(texts, labels, strict=True)),
+            "openings": mode_profiles(texts, opening=True)}
 
 
 

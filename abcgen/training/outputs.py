@@ -90,7 +90,6 @@ def write_run_files(final: str | Path, cfg: TrainConfig, tokenizer: Any, summary
     texts = list(train["abc"])
     write_model_idioms(final, idioms_in_corpus(texts), tunes=len(texts), corpus=str(cfg.data.corpus))
     profiles = measure_profiles(texts, list(train["rhythm"]) if "rhythm" in train.column_names else None)
-    write_model_profiles(final, profiles["modes"], profiles["rhythms"], profiles["intervals"],
-                         profiles["rhythm_lengths"], corpus=str(cfg.data.corpus))
+    write_model_profiles(final, **profiles, corpus=str(cfg.data.corpus))
     write_run_record(final, cfg, summary)
 
