@@ -89,6 +89,24 @@ def test_completion_logps_sum_the_completion_tokens_only_and_a_step_prefers_chos
 
 # --- the reward and the pairs ------------------------------------------------------------------------------
 
+def test_align_priors_false_generates_without_the_decoding_priors() -> None:
+    """``align.priors: false`` turns every decoding prior off for the on-policy tunes (their log-ratios are the
+    model's own); the default leaves the pipeline's defaults."""
+    import importlib.util
+
+    from abcgen.training.config import load_config
+
+    spec = importlib.util.spec_from_file_location("align_script", ROOT / "train" / "align.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = ROOT / "train" / "configs" / "quickstart-align.yaml"
+    assert script.prior_options(load_config(config, validate=False)) == {}
+    plain = script.prior_options(load_config(config, ["align.priors=false"], validate=False))
+    assert plain == script.NO_PRIORS and set(plain) == {"theory_prior", "opening_prior", "rhythm_prior",
+                                                        "interval_prior", "unison_penalty"}
+    assert not any(plain.values())
+
+
 def _reward(total: float | None) -> TuneReward:
     return TuneReward(valid=total is not None, total=total)
 

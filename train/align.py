@@ -8,8 +8,10 @@ Read it top to bottom; each round is four plain function calls:
 1. **generate** (``generate_round``): ``align.requests_per_round`` condition sets drawn from the training
    split's labels (``draw_requests``, as ``abcgen evaluate`` draws from the test split), and for each
    ``align.samples_per_request`` tunes from the ``abc-generation`` pipeline on the live policy, with the
-   pipeline's default decoding (constrained; theory prior and unison penalty at their defaults): the
-   tunes the model would give a user. Requests are shared out over the processes and gathered back.
+   pipeline's default decoding (constrained, its priors at their defaults: the tunes the model would give a
+   user), or with ``align.priors: false`` constrained decoding alone (the model's own distribution, the one
+   DPO's log-ratios are computed under: ``prior_options``). Requests are shared out over the processes and
+   gathered back.
 2. **score** (main process; ``abcgen.evaluation.reward``): validity gates (ours and abc2midi), then key,
    rhythm, tonic ending, repetition near the corpus's, no copies, diversity within the round.
 3. **pair** (``build_pairs``): per request, its best valid tune against its worst (an invalid one first);
@@ -147,6 +149,16 @@ def generation_seed(cfg: TrainConfig, round_index: int, request_index: int) -> i
     return (cfg.optim.seed * 1_000_003 + round_index * 10_007 + request_index) % (2 ** 31)
 
 
+# The pipeline's decoding priors, all off: constrained decoding of the model's own distribution.
+NO_PRIORS = {"theory_prior": 0.0, "opening_prior": 0.0, "rhythm_prior": 0.0, "interval_prior": 0.0,
+             "unison_penalty": 0.0}
+
+
+def prior_options(cfg: TrainConfig) -> dict[str, float]:
+    """The pipeline arguments of ``align.priors``: none (the pipeline's defaults) or ``NO_PRIORS``."""
+    return {} if cfg.align.priors else dict(NO_PRIORS)
+
+
 def generate_round(cfg: TrainConfig, pipe: Any, requests: list[Request], round_index: int,
                    accelerator: Accelerator) -> list[dict[str, Any]]:
     """``samples_per_request`` tunes per request, each process generating every ``num_processes``-th request;
@@ -157,7 +169,7 @@ def generate_round(cfg: TrainConfig, pipe: Any, requests: list[Request], round_i
     for index in tqdm(mine, desc=f"round {round_index}: generate", disable=not accelerator.is_main_process):
         results = pipe(**requests[index].conditions, num_return_sequences=a.samples_per_request,
                        temperature=a.temperature, top_p=a.top_p, seed=generation_seed(cfg, round_index, index),
-                       return_token_ids=True)
+                       return_token_ids=True, **prior_options(cfg))
         tunes += [{"request": index, "abc": r["abc"], "valid": r["valid"], "problems": r["problems"],
                    "prompt_ids": r["prompt_ids"], "token_ids": r["token_ids"]} for r in results]
     gathered = gather_object(tunes) if accelerator.num_processes > 1 else tunes

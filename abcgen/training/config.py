@@ -366,6 +366,11 @@ class AlignSettings:
                                                          "(generation time grows with them)"))
     temperature: float = field(default=1.0, metadata=_help("sampling temperature of the on-policy tunes"))
     top_p: float = field(default=0.95, metadata=_help("nucleus sampling of the on-policy tunes"))
+    priors: bool = field(default=True, metadata=_help(
+        "generate the round's tunes with the pipeline's decoding priors (theory, opening, rhythm and interval "
+        "priors, unison penalty: the tunes a user gets); false: constrained decoding without them, the model's "
+        "own distribution, which is what DPO's log-ratios are computed under -- the priors then act once, when "
+        "the aligned model is decoded, instead of being learned into it as well"))
     min_margin: float = field(default=0.1, metadata=_help(
         "no pair when the best and the worst tune's rewards differ by less (noise, not a preference)"))
     beta: float = field(default=0.1, metadata=_help(
