@@ -526,23 +526,25 @@ class AbcGenerationPipeline(MusicPipeline):
     def default_opening_prior(self, constrained: bool = True) -> float:
         """The opening prior a call gets without ``opening_prior``: ``DEFAULT_OPENING_PRIOR`` for constrained
         decoding of a model whose ``theory_profiles.json`` has opening profiles, else 0 (an older folder)."""
-        if not constrained or not (self._profiles() or {}).get("openings"):
-            return 0.0
-        return DEFAULT_OPENING_PRIOR
+        return self._default_if_profiled(DEFAULT_OPENING_PRIOR, "openings", constrained)
 
     def default_interval_prior(self, constrained: bool = True) -> float:
         """The interval prior a call gets without ``interval_prior``: ``DEFAULT_INTERVAL_PRIOR`` for constrained
         decoding of a model whose ``theory_profiles.json`` has interval profiles, else 0 (an older folder)."""
-        if not constrained or POOLED not in ((self._profiles() or {}).get("intervals") or {}):
-            return 0.0
-        return DEFAULT_INTERVAL_PRIOR
+        return self._default_if_profiled(DEFAULT_INTERVAL_PRIOR, "intervals", constrained, needs=POOLED)
 
     def default_rhythm_prior(self, constrained: bool = True) -> float:
         """The rhythm prior a call gets without ``rhythm_prior``: ``DEFAULT_RHYTHM_PRIOR`` for constrained
         decoding of a model whose ``theory_profiles.json`` has length profiles, else 0 (an older folder)."""
-        if not constrained or not (self._profiles() or {}).get("rhythm_lengths"):
+        return self._default_if_profiled(DEFAULT_RHYTHM_PRIOR, "rhythm_lengths", constrained)
+
+    def _default_if_profiled(self, default: float, section: str, constrained: bool, needs: str | None = None) -> float:
+        """``default`` for constrained decoding when the model's profiles have a non-empty ``section`` (with the
+        entry ``needs`` where given), else 0: a prior the model folder cannot feed is off, not an error."""
+        entries = (self._profiles() or {}).get(section) or {}
+        if not constrained or not entries or (needs is not None and needs not in entries):
             return 0.0
-        return DEFAULT_RHYTHM_PRIOR
+        return default
 
     def _profiles(self) -> dict[str, Any] | None:
         """The theory profiles of the model's training corpus (``theory_profiles.json``: ``modes`` and

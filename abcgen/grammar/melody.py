@@ -362,13 +362,15 @@ def measure_profiles(texts: Sequence[str], rhythms: Sequence[str | None] | None 
     "rhythms", "intervals", "rhythm_lengths", "openings"}`` of training tunes ``texts`` with their rhythm labels (None: the
     corpus has no rhythm column; only the pooled entries are then written)."""
     from abcgen.grammar.tonality import mode_profiles, rhythm_profiles
+    from abcgen.notation.piece import read_pieces
 
     labels = list(rhythms) if rhythms is not None else [None] * len(texts)
-    return {"modes": mode_profiles(texts),
+    pieces = read_pieces(list(texts))  # read once for the whole tunes' and the openings' pitch profiles
+    return {"modes": mode_profiles(pieces),
             "rhythms": rhythm_profiles(zip(texts, labels, strict=True)) if rhythms is not None else {},
             "intervals": interval_profiles(zip(texts, labels, strict=True)),
             "rhythm_lengths": length_profiles(zip(texts, labels, strict=True)),
-            "openings": mode_profiles(texts, opening=True)}
+            "openings": mode_profiles(pieces, opening=True)}
 
 
 

@@ -92,15 +92,15 @@ def opening_notes(piece: Piece) -> list[Note]:
     return [note for note in notes if note.bar < bars]
 
 
-def tune_profile(abc: str, *, opening: bool = False) -> tuple[str, list[float]] | None:
-    """(mode, 12 shares of the tune's sounding time per semitone above the tonic, summing to 1) of one tune
-    (``opening``: of its opening, ``opening_notes``), None for a tune that cannot be read, has no notes or no
-    key with a tonic and mode of ``MODE_SCALES``."""
+def tune_profile(abc: str | Piece, *, opening: bool = False) -> tuple[str, list[float]] | None:
+    """(mode, 12 shares of the tune's sounding time per semitone above the tonic, summing to 1) of one tune,
+    as text or already read (``read_piece``; ``opening``: of its opening, ``opening_notes``), None for a tune
+    that cannot be read, has no notes or no key with a tonic and mode of ``MODE_SCALES``."""
     from abcgen.notation.piece import (
         read_piece,  # the evaluation reader: only needed when a corpus is measured
     )
 
-    piece = read_piece(abc)
+    piece = read_piece(abc) if isinstance(abc, str) else abc
     key = piece.key
     if not piece.notes or key is None or not key.tonic:
         return None
@@ -118,10 +118,10 @@ def tune_profile(abc: str, *, opening: bool = False) -> tuple[str, list[float]] 
     return mode, [h / total for h in histogram]
 
 
-def mode_profiles(texts: Iterable[str], *, opening: bool = False) -> dict[str, dict[str, object]]:
-    """Per mode found in ``texts`` (whole tunes): ``{"profile": 12 shares, "tunes": n}`` of the whole tunes
-    (``opening``: of their openings), each tune weighing the same. Tunes that ``tune_profile`` cannot read
-    are skipped and counted in the log."""
+def mode_profiles(texts: Iterable[str | Piece], *, opening: bool = False) -> dict[str, dict[str, object]]:
+    """Per mode found in ``texts`` (whole tunes, as text or read pieces): ``{"profile": 12 shares, "tunes": n}``
+    of the whole tunes (``opening``: of their openings), each tune weighing the same. Tunes that
+    ``tune_profile`` cannot read are skipped and counted in the log."""
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0] * 12)
     counts: dict[str, int] = defaultdict(int)
     skipped = 0
