@@ -445,17 +445,17 @@ class AbcGenerationPipeline(MusicPipeline):
 
     def _priors(self, options: dict[str, Any], key_text: str, meter_text: str | None = None) -> dict[str, Any]:
         """The decoding priors of the call, from the model's ``theory_profiles.json``: ``pitch_prior``, the bonus
-        per semitone above the tonic of the call's key (``theory_prior``, ``abcgen.grammar.tonality``); the
-        ``unison_penalty``; ``rhythm_lengths`` (``rhythm_prior``: the requested rhythm's lengths in the call's
+        per semitone above the tonic of the call's key (``theory_prior``, ``abcgen.grammar.tonality``), and
+        ``opening_prior``, the same for the pickup and first bar (``opening_bonus``); the ``unison_penalty``; ``rhythm_lengths`` (``rhythm_prior``: the requested rhythm's lengths in the call's
         meter against every tune of that meter) and ``interval_prior`` (its melodic steps against every
         tune's), both ``abcgen.grammar.melody`` and neither without a rhythm or for a rhythm with too few
         tunes, which is logged."""
+        from abcgen.notation.keys import parse_key
+
         priors: dict[str, Any] = {}
         profiles = self._profiles() or {}
+        mode = parse_key(key_text).mode if options["theory_prior"] or options["opening_prior"] else ""
         if options["theory_prior"]:
-            from abcgen.notation.keys import parse_key
-
-            mode = parse_key(key_text).mode
             try:
                 profile = profile_for(profiles.get("modes", {}), mode)
             except ConfigError:
@@ -466,9 +466,6 @@ class AbcGenerationPipeline(MusicPipeline):
             if profile is not None:
                 priors["pitch_prior"] = prior_bonus(profile, options["theory_prior"])
         if options["opening_prior"]:
-            from abcgen.notation.keys import parse_key
-
-            mode = parse_key(key_text).mode
             openings = profiles.get("openings", {})
             if not openings:
                 raise ConfigError(f"opening_prior={options['opening_prior']:g}: the model's theory_profiles.json has no "
