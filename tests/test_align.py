@@ -21,7 +21,7 @@ from tiny_models import tiny_causal_lm, tiny_music_model_folder
 from abcgen.evaluation.metrics import abc2midi_valid
 from abcgen.evaluation.reward import RewardScorer, TuneReward, build_pairs, unique_bigram_shares
 from abcgen.notation.piece import read_pieces
-from abcgen.training.config import RewardSettings
+from abcgen.training.config import RewardSettings, load_config
 from abcgen.training.preference import collate_pairs, completion_logps, dpo_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,18 +87,51 @@ def test_completion_logps_sum_the_completion_tokens_only_and_a_step_prefers_chos
     assert bool(((after[:2] - reference[:2]) - (after[2:] - reference[2:]) > 0).all())
 
 
+def _align_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("align_script", ROOT / "train" / "align.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_fresh_pair_preference_is_the_policys_implicit_reward_on_unseen_pairs() -> None:
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, get_peft_model
+
+    script = _align_script()
+    one_process = SimpleNamespace(process_index=0, num_processes=1)
+    model = get_peft_model(tiny_causal_lm(vocab_size=40, tied=True),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    pairs = [{"prompt_ids": [1, 5, 6], "chosen_ids": [7, 8, 2], "rejected_ids": [9, 2]},
+             {"prompt_ids": [1, 4], "chosen_ids": [10, 11, 12, 2], "rejected_ids": [13, 14, 2]},
+             {"prompt_ids": [1, 3], "chosen_ids": [15, 2], "rejected_ids": [16, 17, 2]}]
+    script.reference_logps(model, pairs, 0, 2, one_process)
+    # a fresh adapter (LoRA's B is zero) is the reference: no pair is preferred yet, every margin is 0
+    assert script.fresh_pair_preference(model, pairs, 0, 2, one_process, beta=0.1) == {"accuracy": 0.0, "margin": 0.0}
+    assert script.fresh_pair_preference(model, [], 0, 2, one_process, beta=0.1) is None
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0.0, 2.0)
+    fresh = script.fresh_pair_preference(model, pairs, 0, 2, one_process, beta=0.1)
+    with torch.no_grad():  # by hand: beta x (chosen's log-ratio - rejected's log-ratio), pair by pair
+        policy, _ = completion_logps(model, collate_pairs(pairs, pad_id=0))
+    margins = [0.1 * ((float(policy[i]) - p["ref_chosen_logp"]) - (float(policy[i + 3]) - p["ref_rejected_logp"]))
+               for i, p in enumerate(pairs)]
+    assert any(m != 0 for m in margins)
+    assert fresh == {"accuracy": round(sum(m > 0 for m in margins) / 3, 4), "margin": round(sum(margins) / 3, 4)}
+
+
 # --- the reward and the pairs ------------------------------------------------------------------------------
 
 def test_align_priors_false_generates_without_the_decoding_priors() -> None:
     """``align.priors: false`` turns every decoding prior off for the on-policy tunes (their log-ratios are the
     model's own); the default leaves the pipeline's defaults."""
-    import importlib.util
-
-    from abcgen.training.config import load_config
-
-    spec = importlib.util.spec_from_file_location("align_script", ROOT / "train" / "align.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _align_script()
     config = ROOT / "train" / "configs" / "quickstart-align.yaml"
     assert script.prior_options(load_config(config, validate=False)) == {}
     plain = script.prior_options(load_config(config, ["align.priors=false"], validate=False))
@@ -120,6 +153,32 @@ def test_an_invalid_tune_is_never_chosen() -> None:
     assert outcome.pairs == [(2, 0), (8, 9)]
     assert outcome.skipped == {"no valid tune": 1, "margin below min_margin": 1}
     assert all(rewards[chosen].valid for chosen, _ in outcome.pairs)
+
+
+def test_more_pairs_per_request_are_disjoint_and_ranked() -> None:
+    # request 0: two invalid tunes are the two worst; request 1: the third pair's margin (2.0 vs 1.95) is too
+    # small; request 2: three tunes give one pair, whatever is asked
+    rewards = [_reward(3.0), _reward(None), _reward(1.0), _reward(None), _reward(2.0), _reward(0.5),
+               _reward(4.0), _reward(1.0), _reward(2.0), _reward(3.0), _reward(0.0), _reward(1.95),
+               _reward(2.0), _reward(1.0), _reward(0.0)]
+    groups = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14]]
+    outcome = build_pairs(groups, rewards, min_margin=0.1, pairs_per_request=3)
+    assert outcome.pairs == [(0, 1), (4, 3), (2, 5), (6, 10), (9, 7), (12, 14)]
+    assert outcome.skipped == {}
+    for chosen, rejected in outcome.pairs:
+        assert rewards[chosen].valid and (not rewards[rejected].valid or rewards[chosen].total > rewards[rejected].total)
+    tunes = [i for pair in outcome.pairs for i in pair]
+    assert len(tunes) == len(set(tunes))  # no tune in two pairs
+    one = build_pairs(groups, rewards, min_margin=0.1)
+    assert one.pairs == [(0, 1), (6, 10), (12, 14)]  # the default: the best against the worst only
+
+
+def test_pairs_per_request_is_checked_against_the_samples() -> None:
+    cfg = load_config(ROOT / "train" / "configs" / "quickstart-align.yaml",
+                      ["align.pairs_per_request=5", "align.samples_per_request=8"], validate=False)
+    problems = [p for p in cfg.problems() if "pairs_per_request" in p]
+    assert problems == ["align.pairs_per_request=5 must be between 1 and samples_per_request / 2 = 4 (each pair "
+                        "takes two tunes of its condition set); lower it or raise align.samples_per_request"]
 
 
 def test_the_reward_gates_on_validity_and_scores_real_tunes() -> None:
@@ -218,8 +277,13 @@ def test_an_alignment_run_writes_pairs_reports_and_a_loadable_model(setup: dict[
     assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
     for report in summary["rounds"]:
         assert report["tunes"] == report["valid"] + report["invalid"] == 6
-        assert report["requests"] == report["pairs"] + sum(report["skipped"].values()) == 3
+        assert report["requests"] == report["paired_requests"] + sum(report["skipped"].values()) == 3
+        assert report["paired_requests"] == report["pairs"]  # one pair per request by default
         assert report["dpo_steps"] == report["pairs"]
+        if report["round"] > 1 and report["pairs"]:  # the earlier rounds' learning, on pairs not trained on yet
+            assert 0.0 <= report["fresh_pairs"]["accuracy"] <= 1.0
+        else:
+            assert "fresh_pairs" not in report
     assert summary["steps"] == sum(r["pairs"] for r in summary["rounds"]) > 0
     # the first update starts from the reference itself: every implicit reward beta * log-ratio is 0
     first = summary["history"][0]

@@ -14,10 +14,13 @@ Read it top to bottom; each round is four plain function calls:
    gathered back.
 2. **score** (main process; ``abcgen.evaluation.reward``): validity gates (ours and abc2midi), then key,
    rhythm, tonic ending, repetition near the corpus's, no copies, diversity within the round.
-3. **pair** (``build_pairs``): per request, its best valid tune against its worst (an invalid one first);
-   the reference log-probabilities of both are computed now, before any update, with the adapter off.
+3. **pair** (``build_pairs``): per request, its best valid tune against its worst (an invalid one first),
+   and with ``align.pairs_per_request`` above 1 its second best against its second worst, and so on; the
+   reference log-probabilities of both are computed now, before any update, with the adapter off.
    Written to ``OUTPUT_DIR/rounds/round-NNN/pairs.jsonl`` (conditions, both tunes, their rewards and
-   terms) beside ``report.json`` (counts, mean reward and terms, validity, diversity), atomically.
+   terms) beside ``report.json`` (counts, mean reward and terms, validity, diversity, and from round 2
+   ``fresh_pairs``: the share of the new pairs the policy already prefers, before training on them -- a
+   held-out preference accuracy that stays near 0.5 when the pairs teach nothing that generalises), atomically.
 4. **DPO** (``dpo_epoch``): ``align.epochs_per_round`` passes over the pairs in a seeded order,
    ``align.pair_batch_size`` pairs per process per optimiser step (``abcgen.training.preference``).
 
@@ -38,6 +41,7 @@ resumes it); the diversity guard stops alignment when a round's distinct bar big
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -138,7 +142,8 @@ def generation_pipeline(model: Any, tokenizer: Any) -> Any:
 
 def optimiser_steps_bound(cfg: TrainConfig, processes: int) -> int:
     """The most optimiser steps the run can take (every request paired): the schedule's length."""
-    per_epoch = math.ceil(cfg.align.requests_per_round / (cfg.align.pair_batch_size * processes))
+    pairs = cfg.align.requests_per_round * cfg.align.pairs_per_request
+    per_epoch = math.ceil(pairs / (cfg.align.pair_batch_size * processes))
     return max(1, cfg.align.rounds * cfg.align.epochs_per_round * per_epoch)
 
 
@@ -190,7 +195,7 @@ def score_and_pair(cfg: TrainConfig, scorer: RewardScorer | None, tunes: list[di
         groups: dict[int, list[int]] = {}
         for i, tune in enumerate(tunes):
             groups.setdefault(tune["request"], []).append(i)
-        outcome = build_pairs(list(groups.values()), rewards, cfg.align.min_margin)
+        outcome = build_pairs(list(groups.values()), rewards, cfg.align.min_margin, cfg.align.pairs_per_request)
         payload = [{"rewards": [r.as_dict() for r in rewards], "pairs": outcome.pairs, "skipped": outcome.skipped,
                     "distinct_bar_bigrams": round(distinct_bar_ngrams(valid, 2), 4) if valid else None}]
     if accelerator.num_processes > 1:
@@ -199,21 +204,45 @@ def score_and_pair(cfg: TrainConfig, scorer: RewardScorer | None, tunes: list[di
 
 
 @torch.no_grad()
-def reference_logps(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int,
-                    accelerator: Accelerator) -> None:
-    """``ref_chosen_logp``/``ref_rejected_logp`` of every pair under the reference (the adapter off), in place,
-    on every process. The batches are those of one process whatever the count (the same numbers to the last
-    bit), dealt out to the processes and gathered back."""
+def pair_logps(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int, accelerator: Accelerator,
+               *, adapter: bool) -> list[tuple[float, float]]:
+    """(chosen, rejected) summed log-probabilities of every pair, in the pairs' order, on every process: under
+    the policy (``adapter``) or the reference (the adapter off). The batches are those of one process whatever
+    the count (the same numbers to the last bit), dealt out to the processes and gathered back."""
     starts = list(range(0, len(pairs), batch_size))
     mine = []
     for start in starts[accelerator.process_index::accelerator.num_processes]:
         chunk = pairs[start:start + batch_size]
-        with model.disable_adapter():
+        with contextlib.nullcontext() if adapter else model.disable_adapter():
             logps, _ = completion_logps(model, collate_pairs(chunk, pad_id))
         chosen, rejected = logps.split(len(chunk))
         mine += [(start + i, c, r) for i, (c, r) in enumerate(zip(chosen.tolist(), rejected.tolist(), strict=True))]
-    for index, c, r in (gather_object(mine) if accelerator.num_processes > 1 else mine):
-        pairs[index]["ref_chosen_logp"], pairs[index]["ref_rejected_logp"] = c, r
+    gathered = gather_object(mine) if accelerator.num_processes > 1 else mine
+    return [(c, r) for _, c, r in sorted(gathered)]
+
+
+def reference_logps(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int,
+                    accelerator: Accelerator) -> None:
+    """``ref_chosen_logp``/``ref_rejected_logp`` of every pair under the reference (the adapter off), in place."""
+    for pair, (c, r) in zip(pairs, pair_logps(model, pairs, pad_id, batch_size, accelerator, adapter=False),
+                            strict=True):
+        pair["ref_chosen_logp"], pair["ref_rejected_logp"] = c, r
+
+
+def fresh_pair_preference(model: Any, pairs: list[dict[str, Any]], pad_id: int, batch_size: int,
+                          accelerator: Accelerator, beta: float) -> dict[str, float] | None:
+    """Does what the policy learned in the earlier rounds carry over to this round's pairs, which it has not
+    trained on? The share of them whose chosen tune it already prefers (its implicit reward, ``beta`` x the
+    log-ratio to the reference, higher for the chosen tune) and the mean implicit-reward margin, before this
+    round's first update: a held-out preference accuracy (TRL's ``rewards/accuracies`` on an eval split).
+    Near 0.5 round after round, the pairs teach the policy nothing that generalises. ``None`` without pairs."""
+    if not pairs:
+        return None
+    policy = pair_logps(model, pairs, pad_id, batch_size, accelerator, adapter=True)
+    margins = [beta * ((pc - p["ref_chosen_logp"]) - (pr - p["ref_rejected_logp"]))
+               for p, (pc, pr) in zip(pairs, policy, strict=True)]
+    return {"accuracy": round(sum(m > 0 for m in margins) / len(margins), 4),
+            "margin": round(sum(margins) / len(margins), 4)}
 
 
 def round_pairs(tunes: list[dict[str, Any]], requests: list[Request], scored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -232,7 +261,7 @@ def round_pairs(tunes: list[dict[str, Any]], requests: list[Request], scored: di
 
 def round_report(round_index: int, tunes: list[dict[str, Any]], scored: dict[str, Any], pairs: list[dict[str, Any]],
                  seconds: float) -> dict[str, Any]:
-    """What a round generated and how it scored: counts (tunes = valid + invalid; requests = pairs +
+    """What a round generated and how it scored: counts (tunes = valid + invalid; requests = paired requests +
     skipped), mean reward and mean of each term over the valid tunes, distinct bar bigrams of the round."""
     rewards = scored["rewards"]
     valid = [r for r in rewards if r["valid"]]
@@ -245,7 +274,8 @@ def round_report(round_index: int, tunes: list[dict[str, Any]], scored: dict[str
     return {
         "round": round_index,
         "tunes": len(tunes), "valid": len(valid), "invalid": len(tunes) - len(valid),
-        "requests": requests, "pairs": len(pairs), "skipped": scored["skipped"],
+        "requests": requests, "paired_requests": len({p["request"] for p in pairs}), "pairs": len(pairs),
+        "skipped": scored["skipped"],
         "mean_reward": mean([r["total"] for r in valid]),
         "terms": {name: mean([r["terms"].get(name) for r in valid]) for name in TERMS},
         "copies": sum(r["copied"] for r in valid),
@@ -379,11 +409,16 @@ def align(argv: list[str]) -> dict[str, Any]:
         pairs = round_pairs(tunes, requests, scored)
         reference_logps(policy, pairs, pad_id, a.pair_batch_size, accelerator)
         report = round_report(round_index, tunes, scored, pairs, time.perf_counter() - round_started)
+        if round_index > 1:  # in round 1 the policy is the reference: every margin is 0
+            report["fresh_pairs"] = fresh_pair_preference(policy, pairs, pad_id, a.pair_batch_size, accelerator,
+                                                          a.beta)
         if accelerator.is_main_process:
             write_round(out, round_index, pairs, report)
-        log.info("round %d: %d/%d tunes valid, mean reward %s, %d pairs (%s skipped), distinct bar bigrams %s",
+        log.info("round %d: %d/%d tunes valid, mean reward %s, %d pairs (%s skipped), distinct bar bigrams %s%s",
                  round_index, report["valid"], report["tunes"], report["mean_reward"], len(pairs),
-                 sum(report["skipped"].values()), report["distinct_bar_bigrams"])
+                 sum(report["skipped"].values()), report["distinct_bar_bigrams"],
+                 f"; the policy already prefers {report['fresh_pairs']['accuracy']:.0%} of the chosen tunes"
+                 if report.get("fresh_pairs") else "")
 
         rng = random.Random(cfg.optim.seed * 1_000_003 + round_index)
         for epoch in range(a.epochs_per_round):

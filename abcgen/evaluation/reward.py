@@ -21,8 +21,9 @@ A tune's reward is a weighted sum of terms the evaluation already measures (weig
 * ``diversity``: the share of the tune's bar bigrams (two consecutive bars' notes) that no other tune of the
   round has: a round of near-identical tunes earns less.
 
-``build_pairs`` makes one pair per request: its best valid tune against its worst tune (an invalid one if
-there is one), kept when their rewards differ by at least ``min_margin``. What the reward never sees --
+``build_pairs`` makes up to ``align.pairs_per_request`` disjoint pairs per request: its best valid tune against
+its worst (an invalid one if there is one), the second best against the second worst, ..., each kept when
+their rewards differ by at least ``min_margin``. What the reward never sees --
 overlap with real tunes, perplexity on real test tunes, the pitch and rhythm descriptors -- is what
 ``benchmarks/align.py`` reports beside it.
 """
@@ -183,15 +184,19 @@ def _round(value: float | None) -> float | None:
 class PairOutcome:
     """Pairs built from one round and what happened to every request (counts in = pairs + skipped)."""
 
-    pairs: list[tuple[int, int]]  # (chosen, rejected) indices into the round's tunes, one per paired request
-    skipped: dict[str, int]  # reason -> requests without a pair
+    pairs: list[tuple[int, int]]  # (chosen, rejected) indices into the round's tunes
+    skipped: dict[str, int]  # reason -> requests without any pair
 
 
-def build_pairs(groups: Sequence[Sequence[int]], rewards: Sequence[TuneReward], min_margin: float) -> PairOutcome:
-    """One (chosen, rejected) pair per group of tunes generated for the same request: chosen is the valid tune
-    of highest reward, rejected an invalid tune when there is one, else the valid tune of lowest reward.
-    An invalid tune is never chosen; a group without a valid tune, or whose best and worst differ by less
-    than ``min_margin``, gives no pair (counted in ``skipped``). Ties keep the earlier tune."""
+def build_pairs(groups: Sequence[Sequence[int]], rewards: Sequence[TuneReward], min_margin: float,
+                pairs_per_request: int = 1) -> PairOutcome:
+    """Up to ``pairs_per_request`` disjoint (chosen, rejected) pairs per group of tunes generated for the same
+    request: the best valid tune against the worst, the second best against the second worst, and so on,
+    where "worst" puts the invalid tunes first (in generation order) and then the valid ones by rising reward.
+    An invalid tune is never chosen and no tune is in two pairs (one tune does not outweigh the others).
+    Pairing stops where the two ends meet or a pair of valid tunes differs by less than ``min_margin`` (the
+    pairs after it would differ by less still). A group that gives no pair -- no valid tune, or a first
+    margin below ``min_margin`` -- is counted in ``skipped``. Ties keep the earlier tune."""
     pairs: list[tuple[int, int]] = []
     skipped: Counter[str] = Counter()
     for members in groups:
@@ -199,16 +204,19 @@ def build_pairs(groups: Sequence[Sequence[int]], rewards: Sequence[TuneReward], 
         if not scored:
             skipped["no valid tune"] += 1
             continue
-        chosen = max(scored, key=lambda i: (rewards[i].total, -i))
-        invalid = [i for i in members if not rewards[i].valid]
-        if invalid:
-            pairs.append((chosen, invalid[0]))
-            continue
-        rejected = min(scored, key=lambda i: (rewards[i].total, i))
-        if rejected == chosen or rewards[chosen].total - rewards[rejected].total < min_margin:
+        best = sorted(scored, key=lambda i: (-rewards[i].total, i))
+        worst = [i for i in members if not rewards[i].valid] + sorted(scored, key=lambda i: (rewards[i].total, i))
+        made, used = 0, set()
+        for chosen, rejected in zip(best[:pairs_per_request], worst, strict=False):
+            if chosen == rejected or chosen in used or rejected in used:
+                break  # the two ends met
+            if rewards[rejected].valid and rewards[chosen].total - rewards[rejected].total < min_margin:
+                break
+            pairs.append((chosen, rejected))
+            used.update((chosen, rejected))
+            made += 1
+        if not made:
             skipped["margin below min_margin"] += 1
-            continue
-        pairs.append((chosen, rejected))
     return PairOutcome(pairs, dict(skipped))
 
 

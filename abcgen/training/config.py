@@ -358,7 +358,7 @@ class AlignSettings:
     rounds: int = field(default=3, metadata=_help("generate -> score -> pair -> DPO rounds; NotaGen used 3"))
     requests_per_round: int = field(default=32, metadata=_help(
         "condition sets drawn per round from the training split's labels (key, meter, rhythm, bars, ...); each "
-        "gives at most one pair"))
+        "gives at most pairs_per_request pairs"))
     samples_per_request: int = field(default=4, metadata=_help(
         "tunes generated per condition set; the best and the worst make its pair; more = wider margins, "
         "slower rounds"))
@@ -371,8 +371,11 @@ class AlignSettings:
         "priors, unison penalty: the tunes a user gets); false: constrained decoding without them, the model's "
         "own distribution, which is what DPO's log-ratios are computed under -- the priors then act once, when "
         "the aligned model is decoded, instead of being learned into it as well"))
+    pairs_per_request: int = field(default=1, metadata=_help(
+        "disjoint pairs per condition set: the best tune against the worst, the second best against the second "
+        "worst, ...; more = more preference data from the same generation (at most samples_per_request / 2)"))
     min_margin: float = field(default=0.1, metadata=_help(
-        "no pair when the best and the worst tune's rewards differ by less (noise, not a preference)"))
+        "no pair when its two tunes' rewards differ by less (noise, not a preference)"))
     beta: float = field(default=0.1, metadata=_help(
         "DPO temperature: how far the policy may move from the reference; lower = further (NotaGen: 0.1)"))
     loss_type: str = field(default="sigmoid", metadata=_help(

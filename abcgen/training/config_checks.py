@@ -204,6 +204,10 @@ def align_problems(cfg: TrainConfig) -> list[str]:
     for key in ("rounds", "requests_per_round", "epochs_per_round", "pair_batch_size", "max_bars"):
         _at_least(out, f"align.{key}", getattr(a, key), 1)
     _at_least(out, "align.samples_per_request", a.samples_per_request, 2, " (a pair needs two tunes)")
+    if not 1 <= a.pairs_per_request <= max(1, a.samples_per_request // 2):
+        out.append(f"align.pairs_per_request={a.pairs_per_request!r} must be between 1 and samples_per_request / 2 "
+                   f"= {max(1, a.samples_per_request // 2)} (each pair takes two tunes of its condition set); "
+                   "lower it or raise align.samples_per_request")
     _choice(out, "align.loss_type", a.loss_type, DPO_LOSS_TYPES)
     if not a.beta > 0:
         out.append(f"align.beta={a.beta!r} must be above 0 (0.1 is usual; lower lets the policy move further)")
