@@ -182,7 +182,8 @@ def _round(value: float | None) -> float | None:
 
 @dataclass
 class PairOutcome:
-    """Pairs built from one round and what happened to every request (counts in = pairs + skipped)."""
+    """Pairs built from one round and what happened to every request (requests = those with at least one
+    pair + skipped)."""
 
     pairs: list[tuple[int, int]]  # (chosen, rejected) indices into the round's tunes
     skipped: dict[str, int]  # reason -> requests without any pair
