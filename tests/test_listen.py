@@ -263,12 +263,20 @@ def _expect(driver, heading: str) -> None:  # noqa: ANN001
         NoSuchElementException,
         StaleElementReferenceException,
         TimeoutException,
+        WebDriverException,
     )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def seen(d) -> bool:  # noqa: ANN001
-        return d.find_element(By.TAG_NAME, "h1").text == heading
+        try:
+            return d.find_element(By.TAG_NAME, "h1").text == heading
+        except WebDriverException as exc:
+            # Chromium answers "unhandled inspector error ... Cannot find context" when the page navigates
+            # (a form was just submitted) between finding the heading and reading it: look again
+            if "inspector error" in str(exc):
+                return False
+            raise
 
     try:
         WebDriverWait(driver, 30, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(seen)
