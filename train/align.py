@@ -409,9 +409,9 @@ def align(argv: list[str]) -> dict[str, Any]:
         pairs = round_pairs(tunes, requests, scored)
         reference_logps(policy, pairs, pad_id, a.pair_batch_size, accelerator)
         report = round_report(round_index, tunes, scored, pairs, time.perf_counter() - round_started)
-        if round_index > 1:  # in round 1 the policy is the reference: every margin is 0
-            report["fresh_pairs"] = fresh_pair_preference(policy, pairs, pad_id, a.pair_batch_size, accelerator,
-                                                          a.beta)
+        # None in round 1, where the policy is the reference (every margin 0), and for a round without pairs
+        report["fresh_pairs"] = (fresh_pair_preference(policy, pairs, pad_id, a.pair_batch_size, accelerator, a.beta)
+                                 if round_index > 1 else None)
         if accelerator.is_main_process:
             write_round(out, round_index, pairs, report)
         log.info("round %d: %d/%d tunes valid, mean reward %s, %d pairs (%s skipped), distinct bar bigrams %s%s",

@@ -207,7 +207,7 @@ def build_pairs(groups: Sequence[Sequence[int]], rewards: Sequence[TuneReward], 
             continue
         best = sorted(scored, key=lambda i: (-rewards[i].total, i))
         worst = [i for i in members if not rewards[i].valid] + sorted(scored, key=lambda i: (rewards[i].total, i))
-        made, used = 0, set()
+        used: set[int] = set()
         for chosen, rejected in zip(best[:pairs_per_request], worst, strict=False):
             if chosen == rejected or chosen in used or rejected in used:
                 break  # the two ends met
@@ -215,8 +215,7 @@ def build_pairs(groups: Sequence[Sequence[int]], rewards: Sequence[TuneReward], 
                 break
             pairs.append((chosen, rejected))
             used.update((chosen, rejected))
-            made += 1
-        if not made:
+        if not used:
             skipped["margin below min_margin"] += 1
     return PairOutcome(pairs, dict(skipped))
 

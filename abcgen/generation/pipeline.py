@@ -446,8 +446,9 @@ class AbcGenerationPipeline(MusicPipeline):
     def _priors(self, options: dict[str, Any], key_text: str, meter_text: str | None = None) -> dict[str, Any]:
         """The decoding priors of the call, from the model's ``theory_profiles.json``: ``pitch_prior``, the bonus
         per semitone above the tonic of the call's key (``theory_prior``, ``abcgen.grammar.tonality``), and
-        ``opening_prior``, the same for the pickup and first bar (``opening_bonus``); the ``unison_penalty``; ``rhythm_lengths`` (``rhythm_prior``: the requested rhythm's lengths in the call's
-        meter against every tune of that meter) and ``interval_prior`` (its melodic steps against every
+        ``opening_prior``, the same for the pickup and first bar (``opening_bonus``); the ``unison_penalty``;
+        ``rhythm_lengths`` (``rhythm_prior``: the requested rhythm's lengths in the call's meter against every
+        tune of that meter) and ``interval_prior`` (its melodic steps against every
         tune's), both ``abcgen.grammar.melody`` and neither without a rhythm or for a rhythm with too few
         tunes, which is logged."""
         from abcgen.notation.keys import parse_key
